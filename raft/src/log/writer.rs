@@ -1,0 +1,169 @@
+//! The log's writer thread: the only place that writes log files.
+//!
+//! Commands are executed in the order they were issued. Appends queued together are
+//! written and then made durable with one `fdatasync` per touched segment (group
+//! commit) before any of their callbacks fire; a truncate, purge or vote is executed
+//! only after every earlier append is durable, and is itself durable before it is
+//! acknowledged.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::LogFlushed;
+
+use super::format;
+use super::Shared;
+use crate::types::TypeConfig;
+
+/// Work for the writer thread.
+pub(crate) enum Command {
+    /// Write `bytes` at `offset` of segment `segment` (creating it when `create`).
+    Append { segment: u64, create: bool, offset: u64, bytes: Vec<u8>, last_index: u64, callback: LogFlushed<TypeConfig> },
+    /// Cut segment `segment` at `offset` and delete the segments in `remove`.
+    Truncate { segment: u64, offset: u64, remove: Vec<u64>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
+    /// Persist the purge point `body`, then delete the segments in `remove`.
+    Purge { body: Vec<u8>, remove: Vec<u64>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
+    /// Persist the vote `body`.
+    SaveVote { body: Vec<u8>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
+}
+
+pub(crate) struct Writer {
+    dir: PathBuf,
+    files: BTreeMap<u64, File>,
+    shared: Arc<Shared>,
+}
+
+/// Writes `body` (framed) to `dir/name` atomically and durably.
+pub(crate) fn write_meta_file(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = File::create(&tmp)?;
+    file.write_all_at(&format::frame_meta(body), 0)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Makes directory entries (creations, renames, deletions) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Writer {
+    pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>) -> Writer {
+        Writer { dir, files: BTreeMap::new(), shared }
+    }
+
+    fn file(&mut self, segment: u64, create: bool) -> io::Result<&File> {
+        if !self.files.contains_key(&segment) {
+            let path = format::segment_path(&self.dir, segment);
+            let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&path)?;
+            if create {
+                sync_dir(&self.dir)?;
+            }
+            self.files.insert(segment, file);
+        }
+        Ok(&self.files[&segment])
+    }
+
+    /// Runs until every sender is gone.
+    pub(crate) fn run(mut self, rx: std::sync::mpsc::Receiver<Command>) {
+        let mut pending: Vec<(LogFlushed<TypeConfig>, u64)> = Vec::new();
+        let mut touched: Vec<u64> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append { segment, create, offset, bytes, last_index, callback } => {
+                        let res = self.file(segment, create).and_then(|f| f.write_all_at(&bytes, offset));
+                        if let Err(e) = res {
+                            callback.log_io_completed(Err(e));
+                        } else {
+                            if !touched.contains(&segment) {
+                                touched.push(segment);
+                            }
+                            pending.push((callback, last_index));
+                        }
+                    }
+                    other => {
+                        self.sync_pending(&mut pending, &mut touched);
+                        self.execute(other);
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            self.sync_pending(&mut pending, &mut touched);
+        }
+    }
+
+    fn sync_pending(&mut self, pending: &mut Vec<(LogFlushed<TypeConfig>, u64)>, touched: &mut Vec<u64>) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut result = Ok(());
+        for seg in touched.drain(..) {
+            if let Some(f) = self.files.get(&seg) {
+                if let Err(e) = f.sync_data() {
+                    result = Err(e);
+                }
+            }
+        }
+        fail::fail_point!("raft-log-before-ack");
+        let last = pending.last().map(|(_, i)| *i).unwrap_or(0);
+        if result.is_ok() {
+            self.shared.mark_durable(last);
+        }
+        for (cb, _) in pending.drain(..) {
+            cb.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    }
+
+    fn execute(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { .. } => unreachable!("appends are handled by run"),
+            Command::Truncate { segment, offset, remove, done } => {
+                let res = (|| {
+                    for seg in &remove {
+                        self.files.remove(seg);
+                        remove_file_if_exists(&format::segment_path(&self.dir, *seg))?;
+                    }
+                    let f = self.file(segment, true)?;
+                    f.set_len(offset)?;
+                    f.sync_all()?;
+                    sync_dir(&self.dir)
+                })();
+                let _ = done.send(res);
+            }
+            Command::Purge { body, remove, done } => {
+                let res = (|| {
+                    write_meta_file(&self.dir, super::PURGED_FILE, &body)?;
+                    for seg in &remove {
+                        self.files.remove(seg);
+                        remove_file_if_exists(&format::segment_path(&self.dir, *seg))?;
+                    }
+                    if !remove.is_empty() {
+                        sync_dir(&self.dir)?;
+                    }
+                    Ok(())
+                })();
+                let _ = done.send(res);
+            }
+            Command::SaveVote { body, done } => {
+                let _ = done.send(write_meta_file(&self.dir, super::VOTE_FILE, &body));
+            }
+        }
+    }
+}
+
+fn remove_file_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

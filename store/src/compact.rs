@@ -1,0 +1,185 @@
+//! Compaction: discarding history below a revision.
+//!
+//! Compacting at `C` is logical at once (reads and watches below `C` fail with
+//! `ErrCompacted`) and physical in the background: for every key written in
+//! `(previous compaction, C]`, every version older than its newest version `<= C`
+//! is deleted, and that newest version too when it is a tombstone. The `rev` index
+//! entries of deleted versions go in the same batch. A key's versions are always
+//! removed in one batch, so readers never see an older version resurface. Progress
+//! is persisted (`META_COMPACT_FINISHED`); after a crash the work resumes, and every
+//! step is idempotent.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rocksdb::WriteBatch;
+
+use crate::engine::{Engine, EngineSlot};
+use crate::error::Result;
+use crate::keycodec;
+use crate::revision::Revision;
+use crate::schema::{self, CF_KV, CF_META, CF_REV};
+
+/// Distinct keys handled per batch of physical compaction.
+pub const KEYS_PER_BATCH: usize = 1000;
+/// Pause between batches so foreground writes keep flowing.
+pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
+
+/// Physically removes the history below `target`, given that everything below
+/// `finished` is already gone. Persists `target` as finished at the end.
+pub fn compact_physically(engine: &Engine, finished: i64, target: i64) -> Result<()> {
+    let mut cursor = Revision { main: finished.max(0) + 1, sub: 0 };
+    loop {
+        let (keys, next) = keys_written_between(engine, cursor, target)?;
+        let mut batch = WriteBatch::default();
+        for key in &keys {
+            remove_superseded(engine, key, target, &mut batch)?;
+        }
+        match next {
+            Some(next) => {
+                engine.write(batch)?;
+                cursor = next;
+                std::thread::sleep(PAUSE_BETWEEN_BATCHES);
+            }
+            None => {
+                batch.put_cf(engine.cf(CF_META), schema::META_COMPACT_FINISHED, schema::encode_u64(target as u64));
+                engine.write(batch)?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Up to [`KEYS_PER_BATCH`] distinct keys with a version in `[from, target]`, and
+/// where to continue (`None` when the scan reached `target`).
+fn keys_written_between(engine: &Engine, from: Revision, target: i64) -> Result<(BTreeSet<Vec<u8>>, Option<Revision>)> {
+    let upper = schema::rev_key(Revision { main: target + 1, sub: 0 }).to_vec();
+    let mut it = engine.iter(CF_REV, Some(upper));
+    it.seek(schema::rev_key(from));
+    let mut keys = BTreeSet::new();
+    while it.valid() {
+        let rev = schema::parse_rev_key(it.key().expect("valid iterator"))?;
+        if keys.len() >= KEYS_PER_BATCH {
+            return Ok((keys, Some(rev)));
+        }
+        keys.insert(it.value().expect("valid iterator").to_vec());
+        it.next();
+    }
+    it.status()?;
+    Ok((keys, None))
+}
+
+/// Adds to `batch` the deletion of every version of `key` that compaction at
+/// `target` discards.
+fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<()> {
+    let prefix = keycodec::encode(key);
+    let mut it = engine.iter(CF_KV, None);
+    it.seek(schema::kv_seek_at(key, target));
+    let mut newest = true;
+    while it.valid() {
+        let raw = it.key().expect("valid iterator");
+        if !raw.starts_with(&prefix) {
+            break;
+        }
+        let (_, rev) = schema::split_kv_key(raw)?;
+        let keep = newest && !schema::is_tombstone(it.value().expect("valid iterator"));
+        if !keep {
+            batch.delete_cf(engine.cf(CF_KV), raw);
+            batch.delete_cf(engine.cf(CF_REV), schema::rev_key(rev));
+        }
+        newest = false;
+        it.next();
+    }
+    it.status()?;
+    Ok(())
+}
+
+/// Whether compaction at `compacted` discards the version at `rev` of a key, given
+/// whether it is the key's newest version `<= compacted` and whether it is a tombstone.
+pub fn is_discarded(rev: i64, compacted: i64, newest_at_or_below: bool, tombstone: bool) -> bool {
+    rev <= compacted && (!newest_at_or_below || tombstone)
+}
+
+enum Job {
+    Compact(i64),
+    Reset(i64),
+}
+
+/// A background thread running physical compactions one after another, always on
+/// the engine currently in the slot.
+pub struct Compactor {
+    tx: std::sync::mpsc::Sender<Job>,
+    finished: tokio::sync::watch::Receiver<i64>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor").field("finished", &*self.finished.borrow()).finish()
+    }
+}
+
+impl Compactor {
+    /// Starts the thread; `finished` is the revision already compacted physically.
+    pub fn start(engine: EngineSlot, finished: i64) -> Compactor {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (done_tx, done_rx) = tokio::sync::watch::channel(finished);
+        std::thread::Builder::new()
+            .name("strake-compactor".into())
+            .spawn(move || {
+                let mut finished = finished;
+                while let Ok(job) = rx.recv() {
+                    let mut target = match job {
+                        Job::Compact(t) => t,
+                        Job::Reset(f) => {
+                            finished = f;
+                            let _ = done_tx.send(f);
+                            continue;
+                        }
+                    };
+                    loop {
+                        match rx.try_recv() {
+                            Ok(Job::Compact(newer)) => target = target.max(newer),
+                            Ok(Job::Reset(f)) => {
+                                finished = f;
+                                let _ = done_tx.send(f);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if target <= finished {
+                        continue;
+                    }
+                    match compact_physically(&engine.get(), finished, target) {
+                        Ok(()) => {
+                            finished = target;
+                            let _ = done_tx.send(finished);
+                        }
+                        Err(e) => tracing::error!(error = %e, target, "physical compaction failed"),
+                    }
+                }
+            })
+            .expect("spawn the compactor thread");
+        Compactor { tx, finished: done_rx }
+    }
+
+    /// Forgets the progress of the previous store content (after a restore).
+    pub fn reset(&self, finished: i64) {
+        let _ = self.tx.send(Job::Reset(finished));
+    }
+
+    /// Asks for physical compaction up to `revision`.
+    pub fn schedule(&self, revision: i64) {
+        let _ = self.tx.send(Job::Compact(revision));
+    }
+
+    /// Waits until compaction up to `revision` is physically done.
+    pub async fn wait_for(&self, revision: i64) {
+        let mut rx = self.finished.clone();
+        let _ = rx.wait_for(|done| *done >= revision).await;
+    }
+
+    /// The revision up to which compaction is physically done.
+    pub fn finished(&self) -> i64 {
+        *self.finished.borrow()
+    }
+}

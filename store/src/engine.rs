@@ -1,0 +1,292 @@
+//! RocksDB: opening the database, its tuning, and access to the column families.
+//!
+//! Writes go to RocksDB with its own write-ahead log disabled: the Raft log is the
+//! durable record, and every write batch carries the applied-entry marker of the log
+//! entry that produced it (see [`crate::schema::META_APPLIED`]). Column families are
+//! flushed atomically (`atomic_flush`), so after a crash the database holds a prefix
+//! of the applied entries, consistent across column families, and the replication
+//! layer replays the rest of the log. [`Engine::flush`] makes everything applied so
+//! far durable; the replication layer calls it before it may discard log entries.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
+
+use crate::error::{Result, StoreError};
+use crate::schema;
+
+/// Tuning of the storage engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Shared block cache, bytes.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family, bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+    }
+}
+
+/// The opened RocksDB database with strake's column families.
+///
+/// A store directory holds generations `gen-N/` of the database and a file `current`
+/// naming the live one; installing a snapshot adopts a checkpoint as the next
+/// generation. A retired generation is deleted when its last user drops it.
+pub struct Engine {
+    db: Option<DB>,
+    path: PathBuf,
+    write_options: WriteOptions,
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        if self.retired.load(std::sync::atomic::Ordering::Acquire) {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a retired store generation");
+            }
+        }
+    }
+}
+
+/// The engine currently serving, replaceable when a snapshot is installed.
+#[derive(Clone)]
+pub struct EngineSlot(std::sync::Arc<parking_lot::RwLock<std::sync::Arc<Engine>>>);
+
+impl EngineSlot {
+    /// A slot holding `engine`.
+    pub fn new(engine: std::sync::Arc<Engine>) -> EngineSlot {
+        EngineSlot(std::sync::Arc::new(parking_lot::RwLock::new(engine)))
+    }
+
+    /// The current engine.
+    pub fn get(&self) -> std::sync::Arc<Engine> {
+        self.0.read().clone()
+    }
+
+    /// Installs `engine`, returning the previous one.
+    pub fn replace(&self, engine: std::sync::Arc<Engine>) -> std::sync::Arc<Engine> {
+        std::mem::replace(&mut *self.0.write(), engine)
+    }
+}
+
+const CURRENT_FILE: &str = "current";
+
+fn generation_dir(root: &Path, n: u64) -> PathBuf {
+    root.join(format!("gen-{n}"))
+}
+
+fn read_current(root: &Path) -> Result<Option<u64>> {
+    let path = root.join(CURRENT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix("gen-")
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| StoreError::Unusable(format!("{} does not name a generation: {text:?}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Unusable(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn write_current(root: &Path, n: u64) -> Result<()> {
+    let io = |e: std::io::Error| StoreError::Unusable(format!("cannot update {}/current: {e}", root.display()));
+    let tmp = root.join("current.tmp");
+    std::fs::write(&tmp, format!("gen-{n}\n")).map_err(io)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, root.join(CURRENT_FILE)).map_err(io)?;
+    std::fs::File::open(root).and_then(|f| f.sync_all()).map_err(io)
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("path", &self.path).finish()
+    }
+}
+
+impl Engine {
+    /// Opens the live generation under the store directory `root`, creating the first
+    /// one in an empty directory and removing generations that are not live.
+    pub fn open_current(root: &Path, options: &EngineOptions) -> Result<Engine> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| StoreError::Unusable(format!("cannot create {}: {e}", root.display())))?;
+        let n = match read_current(root)? {
+            Some(n) => n,
+            None => {
+                write_current(root, 0)?;
+                0
+            }
+        };
+        remove_other_generations(root, n);
+        Engine::open(&generation_dir(root, n), options)
+    }
+
+    /// Makes the checkpoint directory `checkpoint` the next generation under `root`
+    /// and opens it. The caller retires the previous engine.
+    pub fn adopt(root: &Path, checkpoint: &Path, options: &EngineOptions) -> Result<Engine> {
+        let n = read_current(root)?.unwrap_or(0) + 1;
+        let dir = generation_dir(root, n);
+        std::fs::rename(checkpoint, &dir).map_err(|e| {
+            StoreError::Unusable(format!("cannot move {} to {}: {e}", checkpoint.display(), dir.display()))
+        })?;
+        let engine = Engine::open(&dir, options)?;
+        write_current(root, n)?;
+        Ok(engine)
+    }
+
+    /// Marks this generation for deletion once it is no longer used.
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn db(&self) -> &DB {
+        self.db.as_ref().expect("the database is open until the engine is dropped")
+    }
+
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path, options: &EngineOptions) -> Result<Engine> {
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_atomic_flush(true);
+        db_opts.set_paranoid_checks(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_bytes_per_sync(1 << 20);
+        let cfs = schema::ALL_CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            if *name == schema::CF_KV || *name == schema::CF_LEASE {
+                table.set_bloom_filter(10.0, false);
+            }
+            cf_opts.set_block_based_table_factory(&table);
+            cf_opts.set_write_buffer_size(options.write_buffer_bytes);
+            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf_opts.set_level_compaction_dynamic_level_bytes(true);
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
+            StoreError::Unusable(format!("cannot open the store at {}: {}", path.display(), e.into_string()))
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        Ok(Engine { db: Some(db), path: path.to_path_buf(), write_options, retired: Default::default() })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The handle of a column family from [`schema::ALL_CFS`].
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db().cf_handle(name).expect("every column family is created at open")
+    }
+
+    /// Applies a batch atomically.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        Ok(self.db().write_opt(batch, &self.write_options)?)
+    }
+
+    /// Reads one value.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db().get_cf(self.cf(cf), key)?)
+    }
+
+    /// A raw iterator over a column family, optionally bounded above (exclusive).
+    pub fn iter(&self, cf: &str, upper_bound: Option<Vec<u8>>) -> DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = upper_bound {
+            opts.set_iterate_upper_bound(upper);
+        }
+        self.db().raw_iterator_cf_opt(self.cf(cf), opts)
+    }
+
+    /// Makes everything written so far durable (memtables to SST files).
+    pub fn flush(&self) -> Result<()> {
+        let cfs: Vec<&ColumnFamily> = schema::ALL_CFS.iter().map(|n| self.cf(n)).collect();
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(true);
+        Ok(self.db().flush_cfs_opt(&cfs, &opts)?)
+    }
+
+    /// A consistent copy of the database in `dir` (hard links where possible).
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(self.db())?;
+        Ok(cp.create_checkpoint(dir)?)
+    }
+
+    /// Bytes the database occupies on disk (SST files plus memtables).
+    pub fn size_bytes(&self) -> u64 {
+        self.sum_property("rocksdb.total-sst-files-size") + self.sum_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// Estimated bytes of live data.
+    pub fn live_bytes(&self) -> u64 {
+        self.sum_property("rocksdb.estimate-live-data-size") + self.sum_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn sum_property(&self, name: &str) -> u64 {
+        schema::ALL_CFS
+            .iter()
+            .filter_map(|cf| self.db().property_int_value_cf(self.cf(cf), name).ok().flatten())
+            .sum()
+    }
+
+    /// Compacts every column family fully: reclaims the space of deleted versions.
+    pub fn compact_all(&self) {
+        for name in schema::ALL_CFS {
+            self.db().compact_range_cf::<&[u8], &[u8]>(self.cf(name), None, None);
+        }
+    }
+
+    /// Reads every entry of every column family with checksum verification, so a
+    /// damaged SST file is found now rather than on first use. Names the file.
+    pub fn verify_all(&self) -> Result<()> {
+        for name in schema::ALL_CFS {
+            let mut opts = ReadOptions::default();
+            opts.set_verify_checksums(true);
+            opts.fill_cache(false);
+            let mut it = self.db().raw_iterator_cf_opt(self.cf(name), opts);
+            it.seek_to_first();
+            while it.valid() {
+                it.next();
+            }
+            it.status().map_err(|e| {
+                StoreError::Unusable(format!(
+                    "data corruption in {} (column family '{name}'): {}",
+                    self.path.display(),
+                    e.into_string()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_other_generations(root: &Path, live: u64) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("gen-")).and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        if n != live {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale store generation");
+            }
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! [`Store`]: the state machine's front: apply, reads, history, hashes, snapshots.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strake_proto::etcdserverpb::alarm_request::AlarmAction;
+use strake_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, RangeRequest, RangeResponse, ResponseHeader,
+};
+use strake_proto::mvccpb::{event::EventType, Event, KeyValue};
+use strake_proto::strakepb::{write_request, write_result, WriteRequest};
+
+use crate::compact::{self, Compactor};
+use crate::engine::{Engine, EngineOptions, EngineSlot};
+use crate::error::{Result, StoreError};
+use crate::key_range::KeyRange;
+use crate::lease::{self, LeaseInfo, LeaseTable, MAX_LEASE_TTL_SECONDS};
+use crate::range;
+use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
+use crate::txn::{self, TxnContext};
+use crate::view::View;
+use crate::watch::hub::WatchHub;
+use crate::write::WriteTxn;
+
+/// The revision of a store that has never been written (etcd starts at 1).
+pub const INITIAL_REVISION: i64 = 1;
+
+/// A chunk of history read for a watcher's catch-up.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Events in revision order, every revision complete.
+    pub events: Vec<Event>,
+    /// The last revision the read covered (events may stop earlier when empty).
+    pub scanned_to: i64,
+}
+
+/// The result of HashKV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvHash {
+    /// CRC-32 of every retained version up to `revision`.
+    pub hash: u32,
+    /// The compaction revision the hash respects.
+    pub compact_revision: i64,
+    /// The revision the hash covers.
+    pub revision: i64,
+}
+
+/// An active alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Alarm {
+    /// The member that raised it.
+    pub member_id: u64,
+    /// The `AlarmType` value.
+    pub alarm: i32,
+}
+
+/// The MVCC keyspace, leases and watch hub of one member, on RocksDB.
+///
+/// Invariants: writes happen only through [`Store::apply`] (one caller at a time, in
+/// log order); each applied entry's data and marker are written in one atomic batch;
+/// `revision` never decreases except by [`Store::restore`]; reads never observe a
+/// revision that is not fully written.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: EngineSlot,
+    options: EngineOptions,
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+    leases: LeaseTable,
+    alarms: Mutex<Vec<Alarm>>,
+    hub: WatchHub,
+    compactor: Compactor,
+    apply_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.engine().path().to_path_buf())
+            .field("revision", &self.revision())
+            .field("compact_revision", &self.compact_revision())
+            .finish()
+    }
+}
+
+impl TxnContext for Store {
+    fn lease_exists(&self, id: i64) -> bool {
+        self.inner.leases.exists(id)
+    }
+    fn compact_revision(&self) -> i64 {
+        Store::compact_revision(self)
+    }
+}
+
+impl Store {
+    /// Opens the store in directory `dir`, creating it when empty.
+    pub fn open(dir: &Path, options: &EngineOptions) -> Result<Store> {
+        let engine = Arc::new(Engine::open_current(dir, options)?);
+        let loaded = LoadedState::read(&engine, dir)?;
+        let slot = EngineSlot::new(engine);
+        let compactor = Compactor::start(slot.clone(), loaded.compact_finished);
+        if loaded.compact_scheduled > loaded.compact_finished {
+            tracing::info!(
+                scheduled = loaded.compact_scheduled,
+                finished = loaded.compact_finished,
+                "resuming an interrupted compaction"
+            );
+            compactor.schedule(loaded.compact_scheduled);
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                engine: slot,
+                options: options.clone(),
+                revision: AtomicI64::new(loaded.revision),
+                compact_revision: AtomicI64::new(loaded.compact_scheduled),
+                leases: loaded.leases,
+                alarms: Mutex::new(loaded.alarms),
+                hub: WatchHub::new(loaded.revision),
+                compactor,
+                apply_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Replaces the whole store with the checkpoint in `checkpoint_dir` (a snapshot
+    /// received from the leader). The directory is moved into the store. Watchers
+    /// fall back to catch-up from the new history (or are cancelled if it is
+    /// compacted past them). Returns the applied marker of the new content.
+    pub fn restore(&self, checkpoint_dir: &Path) -> Result<Option<Vec<u8>>> {
+        let _guard = self.inner.apply_lock.lock();
+        let old = self.engine();
+        let root = old.path().parent().map(Path::to_path_buf).ok_or_else(|| {
+            StoreError::Unusable(format!("store directory {} has no parent", old.path().display()))
+        })?;
+        let engine = Arc::new(Engine::adopt(&root, checkpoint_dir, &self.inner.options)?);
+        let loaded = LoadedState::read(&engine, &root)?;
+        let marker = engine.get(CF_META, schema::META_APPLIED)?;
+        old.retire();
+        self.inner.engine.replace(engine);
+        self.inner.revision.store(loaded.revision, Ordering::Release);
+        self.inner.compact_revision.store(loaded.compact_scheduled, Ordering::Release);
+        self.inner.leases.replace_all(loaded.leases);
+        *self.inner.alarms.lock() = loaded.alarms;
+        self.inner.compactor.reset(loaded.compact_finished);
+        if loaded.compact_scheduled > loaded.compact_finished {
+            self.inner.compactor.schedule(loaded.compact_scheduled);
+        }
+        self.inner.hub.unsync_all(loaded.revision);
+        Ok(marker)
+    }
+
+    /// The newest revision.
+    pub fn revision(&self) -> i64 {
+        self.inner.revision.load(Ordering::Acquire)
+    }
+
+    /// The compaction revision: reads below it fail.
+    pub fn compact_revision(&self) -> i64 {
+        self.inner.compact_revision.load(Ordering::Acquire)
+    }
+
+    /// The watch hub of this store.
+    pub fn hub(&self) -> &WatchHub {
+        &self.inner.hub
+    }
+
+    /// The storage engine (maintenance operations).
+    pub fn engine(&self) -> Arc<Engine> {
+        // Callers hold the Arc for the duration of one operation.
+        self.inner.engine.get()
+    }
+
+    /// The replication layer's marker of the last applied entry, if any.
+    pub fn applied_marker(&self) -> Result<Option<Vec<u8>>> {
+        self.engine().get(CF_META, schema::META_APPLIED)
+    }
+
+    fn check_readable(&self, rev: i64) -> Result<i64> {
+        let current = self.revision();
+        if rev > current {
+            return Err(StoreError::FutureRevision);
+        }
+        let rev = if rev <= 0 { current } else { rev };
+        if rev < self.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// Serves a Range request from local state (the caller decides about linearizability).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        txn::check_range(req)?;
+        let rev = self.check_readable(req.revision)?;
+        let resp = range::evaluate(req, &View::new(&self.engine(), rev))?;
+        // Compaction may have started during the read; versions below it could be gone.
+        if rev < self.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        Ok(resp)
+    }
+
+    /// Applies one committed write. `applied_marker` is stored atomically with its effects.
+    /// Errors that are the request's fault are returned as the entry's result and
+    /// still record the marker; an engine failure is returned as `Err` and the store
+    /// must not be used further.
+    pub fn apply(&self, req: &WriteRequest, applied_marker: &[u8]) -> Result<write_result::Result, StoreError> {
+        let _guard = self.inner.apply_lock.lock();
+        let base = self.revision();
+        let engine = self.engine();
+        let mut wtxn = WriteTxn::new(&engine, base);
+        let outcome = self.apply_request(req, &mut wtxn);
+        let (outcome, wtxn) = match outcome {
+            Ok(r) => (r, wtxn),
+            Err(e @ (StoreError::Engine(_) | StoreError::Malformed { .. })) => return Err(e),
+            Err(e) => (write_result::Result::Error(error_result(&e)), WriteTxn::new(&engine, base)),
+        };
+        let committed = wtxn.finish(applied_marker)?;
+        if committed.revision != base {
+            self.inner.revision.store(committed.revision, Ordering::Release);
+            self.inner.hub.publish(committed.revision, &committed.events);
+        }
+        Ok(outcome)
+    }
+
+    /// Records `applied_marker` for an entry with no effect on the keyspace.
+    pub fn apply_marker(&self, applied_marker: &[u8]) -> Result<()> {
+        let _guard = self.inner.apply_lock.lock();
+        WriteTxn::new(&self.engine(), self.revision()).finish(applied_marker)?;
+        Ok(())
+    }
+
+    fn apply_request(&self, req: &WriteRequest, wtxn: &mut WriteTxn<'_>) -> Result<write_result::Result> {
+        use write_request::Request as Rq;
+        use write_result::Result as Rs;
+        self.check_alarms(req)?;
+        Ok(match &req.request {
+            Some(Rq::Put(p)) => {
+                txn::check_put_preconditions(p, wtxn, self)?;
+                Rs::Put(wtxn.put(p)?)
+            }
+            Some(Rq::DeleteRange(d)) => Rs::DeleteRange(wtxn.delete_range(d)?),
+            Some(Rq::Txn(t)) => Rs::Txn(txn::execute(t, wtxn, self)?),
+            Some(Rq::Compaction(c)) => Rs::Compaction(self.apply_compaction(c, wtxn)?),
+            Some(Rq::LeaseGrant(g)) => Rs::LeaseGrant(self.apply_lease_grant(g, wtxn)?),
+            Some(Rq::LeaseRevoke(r)) => Rs::LeaseRevoke(self.apply_lease_revoke(r, wtxn)?),
+            Some(Rq::Alarm(a)) => Rs::Alarm(self.apply_alarm(a, wtxn)?),
+            Some(Rq::LeaseCheckpoint(_)) => {
+                Rs::LeaseCheckpoint(Default::default())
+            }
+            None => return Err(StoreError::Unusable("empty write request".into())),
+        })
+    }
+
+    /// While NOSPACE is active only requests that free space pass (etcd's capped applier).
+    fn check_alarms(&self, req: &WriteRequest) -> Result<()> {
+        use write_request::Request as Rq;
+        let alarms = self.inner.alarms.lock();
+        if alarms.iter().any(|a| a.alarm == AlarmType::Corrupt as i32) {
+            if !matches!(req.request, Some(Rq::Alarm(_))) {
+                return Err(StoreError::Corrupt);
+            }
+            return Ok(());
+        }
+        if alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32) {
+            let blocked = match &req.request {
+                Some(Rq::Put(_)) | Some(Rq::LeaseGrant(_)) => true,
+                Some(Rq::Txn(t)) => txn_has_put(t),
+                _ => false,
+            };
+            if blocked {
+                return Err(StoreError::NoSpace);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_compaction(&self, c: &CompactionRequest, wtxn: &mut WriteTxn<'_>) -> Result<CompactionResponse> {
+        if c.revision <= self.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        if c.revision > self.revision() {
+            return Err(StoreError::FutureRevision);
+        }
+        let meta = wtxn.engine().cf(CF_META);
+        wtxn.batch_mut().put_cf(meta, schema::META_COMPACT_SCHEDULED, schema::encode_u64(c.revision as u64));
+        // Logical compaction takes effect now; readers re-check it after reading.
+        self.inner.compact_revision.store(c.revision, Ordering::Release);
+        self.inner.compactor.schedule(c.revision);
+        Ok(CompactionResponse { header: Some(header(self.revision())) })
+    }
+
+    fn apply_lease_grant(&self, g: &LeaseGrantRequest, wtxn: &mut WriteTxn<'_>) -> Result<LeaseGrantResponse> {
+        if g.id == 0 {
+            return Err(StoreError::LeaseNotFound);
+        }
+        if g.ttl > MAX_LEASE_TTL_SECONDS {
+            return Err(StoreError::LeaseTtlTooLarge);
+        }
+        if self.inner.leases.exists(g.id) {
+            return Err(StoreError::LeaseExists);
+        }
+        let cf = wtxn.engine().cf(CF_LEASE);
+        wtxn.batch_mut().put_cf(cf, schema::lease_key(g.id), schema::encode_lease_ttl(g.ttl));
+        self.inner.leases.insert(g.id, g.ttl);
+        Ok(LeaseGrantResponse { header: Some(header(self.revision())), id: g.id, ttl: g.ttl, error: String::new() })
+    }
+
+    fn apply_lease_revoke(&self, r: &LeaseRevokeRequest, wtxn: &mut WriteTxn<'_>) -> Result<LeaseRevokeResponse> {
+        if !self.inner.leases.exists(r.id) {
+            return Err(StoreError::LeaseNotFound);
+        }
+        let keys = lease::attached_keys(wtxn.engine(), r.id)?;
+        for victim in txn::versions_to_revoke(&keys, wtxn)? {
+            wtxn.delete_key(&victim);
+        }
+        let cf = wtxn.engine().cf(CF_LEASE);
+        wtxn.batch_mut().delete_cf(cf, schema::lease_key(r.id));
+        self.inner.leases.remove(r.id);
+        Ok(LeaseRevokeResponse { header: Some(header(wtxn.read_revision())) })
+    }
+
+    fn apply_alarm(&self, a: &AlarmRequest, wtxn: &mut WriteTxn<'_>) -> Result<AlarmResponse> {
+        let mut alarms = self.inner.alarms.lock();
+        let action = AlarmAction::try_from(a.action).unwrap_or(AlarmAction::Get);
+        let this = Alarm { member_id: a.member_id, alarm: a.alarm };
+        let changed: Vec<Alarm> = match action {
+            AlarmAction::Get => alarms.clone(),
+            AlarmAction::Activate => {
+                if a.alarm == AlarmType::None as i32 {
+                    vec![]
+                } else {
+                    if !alarms.contains(&this) {
+                        alarms.push(this);
+                    }
+                    vec![this]
+                }
+            }
+            AlarmAction::Deactivate => {
+                let before = alarms.len();
+                alarms.retain(|x| *x != this);
+                if alarms.len() < before {
+                    vec![this]
+                } else {
+                    vec![]
+                }
+            }
+        };
+        if action != AlarmAction::Get {
+            let json = serde_json::to_vec(&*alarms).expect("alarms serialise");
+            let meta = wtxn.engine().cf(CF_META);
+            wtxn.batch_mut().put_cf(meta, schema::META_ALARMS, json);
+        }
+        Ok(AlarmResponse {
+            header: Some(header(self.revision())),
+            alarms: changed.into_iter().map(|a| AlarmMember { member_id: a.member_id, alarm: a.alarm }).collect(),
+        })
+    }
+
+    /// The active alarms.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.inner.alarms.lock().clone()
+    }
+
+    /// Every lease.
+    pub fn leases(&self) -> Vec<LeaseInfo> {
+        self.inner.leases.list()
+    }
+
+    /// One lease.
+    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
+        self.inner.leases.get(id)
+    }
+
+    /// The keys attached to lease `id`.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
+        lease::attached_keys(&self.engine(), id)
+    }
+
+    /// Waits until compaction at `revision` is physically complete.
+    pub async fn wait_compacted(&self, revision: i64) {
+        self.inner.compactor.wait_for(revision).await
+    }
+
+    /// The events in `[from, to]` whose key is in `range`, at most about `max_events`
+    /// (whole revisions). Fails with `Compacted` when `from` is below the compaction.
+    pub fn history(&self, range: &KeyRange, from: i64, to: i64, max_events: usize, prev_kv: bool) -> Result<History> {
+        if from < self.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        let engine = self.engine();
+        let upper = schema::rev_key(crate::revision::Revision { main: to + 1, sub: 0 }).to_vec();
+        let mut it = engine.iter(CF_REV, Some(upper));
+        it.seek(schema::rev_key(crate::revision::Revision { main: from, sub: 0 }));
+        let mut events = Vec::new();
+        let mut scanned_to = to;
+        let mut last_main = from - 1;
+        while it.valid() {
+            let rev = schema::parse_rev_key(it.key().expect("valid iterator"))?;
+            if rev.main != last_main && events.len() >= max_events {
+                scanned_to = last_main;
+                break;
+            }
+            last_main = rev.main;
+            let key = it.value().expect("valid iterator");
+            if range.contains(key) {
+                events.push(self.event_at(key, rev, prev_kv)?);
+            }
+            it.next();
+        }
+        it.status()?;
+        if from < self.compact_revision() {
+            return Err(StoreError::Compacted);
+        }
+        Ok(History { events, scanned_to })
+    }
+
+    fn event_at(&self, key: &[u8], rev: crate::revision::Revision, prev_kv: bool) -> Result<Event> {
+        let engine = self.engine();
+        let raw = schema::kv_key(key, rev);
+        let value = engine.get(CF_KV, &raw)?.ok_or_else(|| {
+            schema::malformed(CF_REV, &schema::rev_key(rev), "indexes a version missing from the kv column family")
+        })?;
+        let record = KvRecord::decode(&raw, &value)?;
+        let key = bytes::Bytes::copy_from_slice(key);
+        let prev = if prev_kv {
+            View::new(&engine, rev.main)
+                .version_before(&key, rev)?
+                .filter(|v| !v.record.tombstone)
+                .map(|v| v.to_key_value())
+        } else {
+            None
+        };
+        Ok(if record.tombstone {
+            Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue { key, mod_revision: rev.main, ..Default::default() }),
+                prev_kv: prev,
+            }
+        } else {
+            let v = crate::view::Version { key, rev, record };
+            Event { r#type: EventType::Put as i32, kv: Some(v.to_key_value()), prev_kv: prev }
+        })
+    }
+
+    /// HashKV: a CRC-32 over every version retained at `revision` (0 = current), as
+    /// the history looks after compaction, independent of how far physical
+    /// compaction has progressed, so members holding the same history agree.
+    pub fn hash_kv(&self, revision: i64) -> Result<KvHash> {
+        let rev = self.check_readable(revision)?;
+        let compacted = self.compact_revision();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(CF_KV.as_bytes());
+        let engine = self.engine();
+        let mut it = engine.iter(CF_KV, None);
+        it.seek_to_first();
+        let mut current_key: Vec<u8> = Vec::new();
+        let mut seen_at_or_below = false;
+        while it.valid() {
+            let raw = it.key().expect("valid iterator");
+            let (enc, version_rev) = schema::split_kv_key(raw)?;
+            if enc != current_key.as_slice() {
+                current_key = enc.to_vec();
+                seen_at_or_below = false;
+            }
+            if version_rev.main <= rev {
+                let value = it.value().expect("valid iterator");
+                let newest = version_rev.main <= compacted && !seen_at_or_below;
+                if version_rev.main <= compacted {
+                    seen_at_or_below = true;
+                }
+                if !compact::is_discarded(version_rev.main, compacted, newest, schema::is_tombstone(value)) {
+                    hasher.update(raw);
+                    hasher.update(value);
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(KvHash { hash: hasher.finalize(), compact_revision: compacted, revision: rev })
+    }
+
+    /// Hash of the whole backend (etcd's test-only Hash RPC).
+    pub fn hash_all(&self) -> Result<u32> {
+        let engine = self.engine();
+        let mut hasher = crc32fast::Hasher::new();
+        for cf in schema::ALL_CFS {
+            let mut it = engine.iter(cf, None);
+            it.seek_to_first();
+            while it.valid() {
+                hasher.update(it.key().expect("valid iterator"));
+                hasher.update(it.value().expect("valid iterator"));
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(hasher.finalize())
+    }
+
+    /// Makes every applied entry durable in the engine (before log entries may be dropped).
+    pub fn flush(&self) -> Result<()> {
+        self.engine().flush()
+    }
+
+    /// Writes a consistent copy of the store into the new directory `dir`.
+    /// Returns the applied marker of the copy.
+    pub fn checkpoint(&self, dir: &Path) -> Result<Option<Vec<u8>>> {
+        let _guard = self.inner.apply_lock.lock();
+        let engine = self.engine();
+        engine.checkpoint(dir)?;
+        engine.get(CF_META, schema::META_APPLIED)
+    }
+}
+
+/// What a store directory says about itself, read at open and after a restore.
+struct LoadedState {
+    revision: i64,
+    compact_scheduled: i64,
+    compact_finished: i64,
+    alarms: Vec<Alarm>,
+    leases: LeaseTable,
+}
+
+impl LoadedState {
+    fn read(engine: &Engine, dir: &Path) -> Result<LoadedState> {
+        let meta_u64 = |name: &[u8]| -> Result<Option<u64>> {
+            engine.get(CF_META, name)?.map(|v| schema::decode_u64(name, &v)).transpose()
+        };
+        match meta_u64(schema::META_FORMAT)? {
+            None => {
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(engine.cf(CF_META), schema::META_FORMAT, schema::encode_u64(schema::FORMAT_VERSION));
+                engine.write(batch)?;
+                engine.flush()?;
+            }
+            Some(schema::FORMAT_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Unusable(format!(
+                    "{} holds store format {other}; this strake reads format {}",
+                    dir.display(),
+                    schema::FORMAT_VERSION
+                )))
+            }
+        }
+        let alarms = match engine.get(CF_META, schema::META_ALARMS)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| schema::malformed(CF_META, schema::META_ALARMS, &e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok(LoadedState {
+            revision: meta_u64(schema::META_REVISION)?.map_or(INITIAL_REVISION, |v| v as i64),
+            compact_scheduled: meta_u64(schema::META_COMPACT_SCHEDULED)?.unwrap_or(0) as i64,
+            compact_finished: meta_u64(schema::META_COMPACT_FINISHED)?.unwrap_or(0) as i64,
+            alarms,
+            leases: LeaseTable::load(engine)?,
+        })
+    }
+}
+
+fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader { revision, ..Default::default() }
+}
+
+fn txn_has_put(t: &strake_proto::etcdserverpb::TxnRequest) -> bool {
+    use strake_proto::etcdserverpb::request_op::Request;
+    t.success.iter().chain(&t.failure).any(|op| match &op.request {
+        Some(Request::RequestPut(_)) => true,
+        Some(Request::RequestTxn(t)) => txn_has_put(t),
+        _ => false,
+    })
+}
+
+/// An error as the result of an applied entry.
+pub fn error_result(e: &StoreError) -> strake_proto::strakepb::WriteError {
+    strake_proto::strakepb::WriteError { code: e.class() as i32, message: e.to_string() }
+}

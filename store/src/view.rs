@@ -1,0 +1,187 @@
+//! Reading the MVCC keyspace as it was at one revision.
+//!
+//! A version of a key is visible at revision `R` when it is the newest version with
+//! `main <= R`; a visible tombstone means the key does not exist at `R`. Every read
+//! here is one RocksDB iterator, which is a consistent snapshot of the engine; new
+//! versions written concurrently have `main > R` and are skipped, and the only
+//! deletions (compaction) remove versions invisible at every revision the caller may
+//! read (the caller checks the compaction revision, see `Store`).
+
+use bytes::Bytes;
+use strake_proto::mvccpb::KeyValue;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::key_range::KeyRange;
+use crate::keycodec;
+use crate::revision::Revision;
+use crate::schema::{self, KvRecord, CF_KV};
+
+/// A stored version together with its key and revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The user key.
+    pub key: Bytes,
+    /// Where the version was written.
+    pub rev: Revision,
+    /// What was written.
+    pub record: KvRecord,
+}
+
+impl Version {
+    /// The etcd view of a live version.
+    pub fn to_key_value(&self) -> KeyValue {
+        KeyValue {
+            key: self.key.clone(),
+            create_revision: self.record.create_revision,
+            mod_revision: self.rev.main,
+            version: self.record.version,
+            value: self.record.value.clone(),
+            lease: self.record.lease,
+        }
+    }
+}
+
+/// How much of each visible version a scan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Key, revision and the whole record.
+    Full,
+    /// Only whether a live version exists (for counting): nothing is decoded.
+    Presence,
+}
+
+/// Read access to the `kv` column family at a fixed revision.
+pub struct View<'a> {
+    engine: &'a Engine,
+    rev: i64,
+}
+
+impl<'a> View<'a> {
+    /// A view at revision `rev` (the caller validated it against the retained history).
+    pub fn new(engine: &'a Engine, rev: i64) -> View<'a> {
+        View { engine, rev }
+    }
+
+    /// The revision this view reads at.
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// The newest version of `key` at or below the view's revision, tombstones included.
+    pub fn version_of(&self, key: &[u8]) -> Result<Option<Version>> {
+        let prefix = keycodec::encode(key);
+        let mut it = self.engine.iter(CF_KV, None);
+        it.seek(schema::kv_seek_at(key, self.rev));
+        if !it.valid() {
+            it.status()?;
+            return Ok(None);
+        }
+        let raw_key = it.key().expect("valid iterator");
+        if !raw_key.starts_with(&prefix) {
+            return Ok(None);
+        }
+        let (_, rev) = schema::split_kv_key(raw_key)?;
+        let record = KvRecord::decode(raw_key, it.value().expect("valid iterator"))?;
+        Ok(Some(Version { key: Bytes::copy_from_slice(key), rev, record }))
+    }
+
+    /// The live version of `key` visible at the view's revision.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Version>> {
+        Ok(self.version_of(key)?.filter(|v| !v.record.tombstone))
+    }
+
+    /// The version of `key` older than `rev` (the previous one), tombstones included.
+    pub fn version_before(&self, key: &[u8], rev: Revision) -> Result<Option<Version>> {
+        let prefix = keycodec::encode(key);
+        let mut it = self.engine.iter(CF_KV, None);
+        let at = schema::kv_key(key, rev);
+        it.seek(&at);
+        if it.valid() && it.key() == Some(at.as_slice()) {
+            it.next();
+        }
+        if !it.valid() {
+            it.status()?;
+            return Ok(None);
+        }
+        let raw_key = it.key().expect("valid iterator");
+        if !raw_key.starts_with(&prefix) {
+            return Ok(None);
+        }
+        let (_, rev) = schema::split_kv_key(raw_key)?;
+        let record = KvRecord::decode(raw_key, it.value().expect("valid iterator"))?;
+        Ok(Some(Version { key: Bytes::copy_from_slice(key), rev, record }))
+    }
+
+    /// Calls `visit` for every live version visible in `range`, in key order. `visit`
+    /// returns the detail it needs for the next versions, or `None` to stop.
+    pub fn scan(
+        &self,
+        range: &KeyRange,
+        mut detail: Detail,
+        mut visit: impl FnMut(Option<Version>) -> Option<Detail>,
+    ) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        if let KeyRange::Single(key) = range {
+            if let Some(v) = self.get(key)? {
+                visit(if detail == Detail::Full { Some(v) } else { None });
+            }
+            return Ok(());
+        }
+        let upper = range.end().map(keycodec::encode);
+        let mut it = self.engine.iter(CF_KV, upper);
+        it.seek(schema::kv_lower_bound(range.start()));
+        while it.valid() {
+            let raw_key = it.key().expect("valid iterator");
+            let (enc, rev) = schema::split_kv_key(raw_key)?;
+            if rev.main > self.rev {
+                // Versions newer than the view: jump to the newest one at or below it.
+                let mut target = enc.to_vec();
+                target.extend_from_slice(&(!(self.rev as u64)).to_be_bytes());
+                target.extend_from_slice(&[0u8; 8]);
+                it.seek(&target);
+                continue;
+            }
+            let enc = enc.to_vec();
+            let value = it.value().expect("valid iterator");
+            let tombstone = schema::is_tombstone(value);
+            if !tombstone {
+                let item = match detail {
+                    Detail::Full => {
+                        let record = KvRecord::decode(raw_key, value)?;
+                        let key = Bytes::from(schema::decode_user_key(&enc)?);
+                        Some(Version { key, rev, record })
+                    }
+                    Detail::Presence => None,
+                };
+                match visit(item) {
+                    Some(d) => detail = d,
+                    None => return Ok(()),
+                }
+            }
+            skip_older_versions(&mut it, &enc);
+        }
+        it.status()?;
+        Ok(())
+    }
+}
+
+/// Moves the iterator past every remaining version of the key encoded as `enc`.
+fn skip_older_versions(it: &mut rocksdb::DBRawIterator<'_>, enc: &[u8]) {
+    const NEXT_BEFORE_SEEK: usize = 4;
+    for _ in 0..NEXT_BEFORE_SEEK {
+        it.next();
+        match it.key() {
+            Some(k) if k.starts_with(enc) => continue,
+            _ => return,
+        }
+    }
+    let mut last = enc.to_vec();
+    last.extend_from_slice(&[0xff; 16]);
+    it.seek(&last);
+    if it.key() == Some(last.as_slice()) {
+        it.next();
+    }
+}

@@ -1,0 +1,287 @@
+//! One client watch stream: its watchers, the catch-up of unsynced watchers from
+//! storage, and progress notifications.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+
+use super::hub::{SyncedWatcher, WatcherKey};
+use super::{SessionMessage, WatchSpec};
+use crate::error::StoreError;
+use crate::Store;
+
+/// Messages a session buffers before its watchers fall back to catch-up.
+pub const SESSION_CHANNEL_CAPACITY: usize = 1024;
+/// Most events one catch-up step reads from storage (whole revisions are kept together).
+pub const CATCH_UP_EVENTS_MAX: usize = 1000;
+
+/// The part of a session the hub sees.
+pub(crate) struct SessionShared {
+    pub id: u64,
+    pub tx: mpsc::Sender<SessionMessage>,
+    /// Watchers that fell behind, with the next revision each must receive.
+    unsynced: Mutex<Vec<(i64, i64)>>,
+    wake: Notify,
+}
+
+impl SessionShared {
+    pub fn mark_unsynced(&self, watch_id: i64, next_revision: i64) {
+        self.unsynced.lock().push((watch_id, next_revision));
+        self.wake.notify_one();
+    }
+}
+
+/// Why a watcher could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchCreateError {
+    /// The client chose a watch ID already in use on this stream.
+    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
+    DuplicateId,
+    /// `range_end <= key`.
+    #[error("mvcc: watcher range is empty")]
+    EmptyRange,
+}
+
+/// The watchers of one client stream. Owned by the task serving that stream.
+pub struct WatchSession {
+    shared: Arc<SessionShared>,
+    rx: mpsc::Receiver<SessionMessage>,
+    store: Store,
+    watchers: HashMap<i64, Arc<WatchSpec>>,
+    next_auto_id: i64,
+    progress_requested: bool,
+    watcher_progress_requested: bool,
+}
+
+impl std::fmt::Debug for WatchSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchSession").field("id", &self.shared.id).field("watchers", &self.watchers.len()).finish()
+    }
+}
+
+impl WatchSession {
+    /// Opens a session on `store`.
+    pub fn new(store: Store) -> WatchSession {
+        let (tx, rx) = mpsc::channel(SESSION_CHANNEL_CAPACITY);
+        let shared = Arc::new(SessionShared {
+            id: store.hub().next_session_id(),
+            tx,
+            unsynced: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+        });
+        WatchSession {
+            shared,
+            rx,
+            store,
+            watchers: HashMap::new(),
+            next_auto_id: 0,
+            progress_requested: false,
+            watcher_progress_requested: false,
+        }
+    }
+
+    /// Number of watchers on this stream.
+    pub fn len(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Whether the stream has no watcher.
+    pub fn is_empty(&self) -> bool {
+        self.watchers.is_empty()
+    }
+
+    /// Creates a watcher. `watch_id == 0` picks the next free ID (etcd's auto IDs
+    /// count from 0). `spec.start_revision == 0` means "after the current revision".
+    /// Returns the watcher's ID and the revision the stream is at.
+    pub fn create(&mut self, watch_id: i64, mut spec: WatchSpec) -> Result<(i64, i64), WatchCreateError> {
+        if spec.range.is_empty() {
+            return Err(WatchCreateError::EmptyRange);
+        }
+        let id = if watch_id != 0 {
+            if self.watchers.contains_key(&watch_id) {
+                return Err(WatchCreateError::DuplicateId);
+            }
+            watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            self.next_auto_id += 1;
+            self.next_auto_id - 1
+        };
+        let hub = self.store.hub();
+        let mut state = hub.state.lock();
+        let published = state.published;
+        if spec.start_revision <= 0 {
+            spec.start_revision = published + 1;
+        }
+        let spec = Arc::new(spec);
+        self.watchers.insert(id, spec.clone());
+        if spec.start_revision > published {
+            state.insert(
+                WatcherKey { session: self.shared.id, watch_id: id },
+                SyncedWatcher { session: self.shared.clone(), spec: spec.clone() },
+            );
+        } else {
+            self.shared.unsynced.lock().push((id, spec.start_revision));
+        }
+        Ok((id, published))
+    }
+
+    /// Cancels a watcher; `false` if there is no such watcher.
+    pub fn cancel(&mut self, watch_id: i64) -> bool {
+        if self.watchers.remove(&watch_id).is_none() {
+            return false;
+        }
+        self.store.hub().state.lock().remove(&WatcherKey { session: self.shared.id, watch_id });
+        self.shared.unsynced.lock().retain(|(id, _)| *id != watch_id);
+        true
+    }
+
+    /// Asks for a [`SessionMessage::Progress`] once every watcher is synced.
+    pub fn request_progress(&mut self) {
+        self.progress_requested = true;
+        self.shared.wake.notify_one();
+    }
+
+    /// Asks for a [`SessionMessage::WatcherProgress`] for every synced watcher that
+    /// wants progress notifications.
+    pub fn request_watcher_progress(&mut self) {
+        self.watcher_progress_requested = true;
+        self.shared.wake.notify_one();
+    }
+
+    /// The next message for the client, in order. Cancel-safe.
+    pub async fn next(&mut self) -> SessionMessage {
+        loop {
+            match self.rx.try_recv() {
+                Ok(msg) => {
+                    if self.is_live(&msg) {
+                        return msg;
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => unreachable!("the session holds a sender"),
+            }
+            if let Some(msg) = self.catch_up_step() {
+                return msg;
+            }
+            if let Some(msg) = self.progress_if_synced() {
+                return msg;
+            }
+            tokio::select! {
+                Some(msg) = self.rx.recv() => {
+                    if self.is_live(&msg) {
+                        return msg;
+                    }
+                }
+                _ = self.shared.wake.notified() => {}
+            }
+        }
+    }
+
+    fn is_live(&self, msg: &SessionMessage) -> bool {
+        match msg {
+            SessionMessage::Events { watch_id, .. }
+            | SessionMessage::Compacted { watch_id, .. }
+            | SessionMessage::WatcherProgress { watch_id, .. } => self.watchers.contains_key(watch_id),
+            SessionMessage::Progress { .. } => true,
+        }
+    }
+
+    /// Replays history for the first unsynced watcher: one bounded chunk of events,
+    /// or, when it has caught up, moves it back into the hub.
+    fn catch_up_step(&mut self) -> Option<SessionMessage> {
+        loop {
+            let (watch_id, next) = *self.shared.unsynced.lock().first()?;
+            let Some(spec) = self.watchers.get(&watch_id).cloned() else {
+                self.shared.unsynced.lock().retain(|(id, _)| *id != watch_id);
+                continue;
+            };
+            let target = self.store.hub().published();
+            if next <= target {
+                match self.store.history(&spec.range, next, target, CATCH_UP_EVENTS_MAX, spec.prev_kv) {
+                    Ok(chunk) => {
+                        self.set_next(watch_id, chunk.scanned_to + 1);
+                        let events: Vec<_> =
+                            chunk.events.iter().filter(|e| spec.wants(e)).map(|e| spec.shape(e)).collect();
+                        if !events.is_empty() {
+                            return Some(SessionMessage::Events { watch_id, events });
+                        }
+                        continue;
+                    }
+                    Err(StoreError::Compacted) => {
+                        self.shared.unsynced.lock().retain(|(id, _)| *id != watch_id);
+                        self.watchers.remove(&watch_id);
+                        return Some(SessionMessage::Compacted {
+                            watch_id,
+                            compact_revision: self.store.compact_revision(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, watch_id, "watch catch-up failed; retrying");
+                        return None;
+                    }
+                }
+            }
+            // Caught up to `target`: rejoin the hub if nothing was published since.
+            let hub = self.store.hub();
+            let mut state = hub.state.lock();
+            if state.published != next - 1 {
+                continue;
+            }
+            self.shared.unsynced.lock().retain(|(id, _)| *id != watch_id);
+            state.insert(
+                WatcherKey { session: self.shared.id, watch_id },
+                SyncedWatcher { session: self.shared.clone(), spec },
+            );
+        }
+    }
+
+    fn set_next(&self, watch_id: i64, next: i64) {
+        if let Some(entry) = self.shared.unsynced.lock().iter_mut().find(|(id, _)| *id == watch_id) {
+            entry.1 = next;
+        }
+    }
+
+    /// Emits requested progress once all watchers are synced and every event already
+    /// offered to them has been taken from the channel.
+    fn progress_if_synced(&mut self) -> Option<SessionMessage> {
+        if !self.progress_requested && !self.watcher_progress_requested {
+            return None;
+        }
+        let hub = self.store.hub();
+        let state = hub.state.lock();
+        if !self.rx.is_empty() || !self.shared.unsynced.lock().is_empty() {
+            return None;
+        }
+        let revision = state.published;
+        drop(state);
+        if self.progress_requested {
+            self.progress_requested = false;
+            return Some(SessionMessage::Progress { revision });
+        }
+        self.watcher_progress_requested = false;
+        let mut ids: Vec<i64> = self.watchers.iter().filter(|(_, s)| s.progress_notify).map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        // One message per watcher; queue the rest behind the first.
+        let first = ids.first().copied()?;
+        for id in ids.into_iter().skip(1) {
+            let _ = self.shared.tx.try_send(SessionMessage::WatcherProgress { watch_id: id, revision });
+        }
+        Some(SessionMessage::WatcherProgress { watch_id: first, revision })
+    }
+}
+
+impl Drop for WatchSession {
+    fn drop(&mut self) {
+        let hub = self.store.hub();
+        let mut state = hub.state.lock();
+        for id in self.watchers.keys() {
+            state.remove(&WatcherKey { session: self.shared.id, watch_id: *id });
+        }
+    }
+}
