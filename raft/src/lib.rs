@@ -1,1 +1,28 @@
-//! placeholder
+//! strake's replication layer: openraft over a checksummed, group-committed log and
+//! the MVCC store.
+//!
+//! What it owns: the openraft type configuration ([`types`]), the binary encoding of
+//! entries ([`codec`]), the durable log ([`log`]), the state-machine adapter
+//! ([`state_machine`]), the peer transport ([`transport`]), the lessor (lease
+//! deadlines, decided by the leader: [`lessor`]) and the node that ties them together
+//! ([`node`]): proposals (forwarded from followers), batched ReadIndex barriers,
+//! membership changes.
+//!
+//! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
+//! truncations and purges are durable before they return; the store records each
+//! applied entry's log ID in the same atomic batch as its effects, and the log is
+//! purged only behind a flushed store, so a crash replays exactly the missing suffix.
+//! It knows nothing of the etcd client API: the server crate speaks gRPC to clients.
+
+pub mod codec;
+pub mod error;
+pub mod lessor;
+pub mod log;
+pub mod node;
+pub mod state_machine;
+pub mod transport;
+pub mod types;
+
+pub use error::{LogError, RaftError, StartError};
+pub use node::{NodeConfig, NodeStatus, RaftNode};
+pub use types::MemberNode;

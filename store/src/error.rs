@@ -39,6 +39,12 @@ pub enum StoreError {
     /// `ignore_value`/`ignore_lease` on a key that does not exist.
     #[error("etcdserver: key not found")]
     KeyNotFound,
+    /// `ignore_value` together with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
     /// An empty key where one is required.
     #[error("etcdserver: key is not provided")]
     EmptyKey,
@@ -79,6 +85,8 @@ impl StoreError {
             StoreError::LeaseExists
             | StoreError::KeyNotFound
             | StoreError::EmptyKey
+            | StoreError::ValueProvided
+            | StoreError::LeaseProvided
             | StoreError::TooManyOps
             | StoreError::DuplicateKey => ErrorClass::InvalidArgument,
             StoreError::LeaseTtlTooLarge => ErrorClass::OutOfRange,
@@ -93,7 +101,9 @@ impl StoreError {
     /// Rebuilds an error from its message, as it crossed a process boundary.
     /// Unknown messages become [`StoreError::Unusable`] carrying the text.
     pub fn from_message(message: &str) -> StoreError {
-        const KNOWN: [StoreError; 11] = [
+        const KNOWN: [StoreError; 13] = [
+            StoreError::ValueProvided,
+            StoreError::LeaseProvided,
             StoreError::Compacted,
             StoreError::FutureRevision,
             StoreError::LeaseNotFound,

@@ -206,6 +206,15 @@ impl Store {
         Ok(resp)
     }
 
+    /// Evaluates a txn that only reads, on local state at the current revision.
+    pub fn read_txn(&self, req: &strake_proto::etcdserverpb::TxnRequest) -> Result<strake_proto::etcdserverpb::TxnResponse> {
+        let engine = self.engine();
+        let mut wtxn = WriteTxn::new(&engine, self.revision());
+        let resp = txn::execute(req, &mut wtxn, self)?;
+        debug_assert!(!wtxn.changed(), "read_txn must only be given read-only txns");
+        Ok(resp)
+    }
+
     /// Applies one committed write. `applied_marker` is stored atomically with its effects.
     /// Errors that are the request's fault are returned as the entry's result and
     /// still record the marker; an engine failure is returned as `Err` and the store

@@ -38,10 +38,10 @@ pub fn check_put(req: &PutRequest) -> Result<()> {
         return Err(StoreError::EmptyKey);
     }
     if req.ignore_value && !req.value.is_empty() {
-        return Err(StoreError::Unusable("etcdserver: value is provided".into()));
+        return Err(StoreError::ValueProvided);
     }
     if req.ignore_lease && req.lease != 0 {
-        return Err(StoreError::Unusable("etcdserver: lease is provided".into()));
+        return Err(StoreError::LeaseProvided);
     }
     Ok(())
 }

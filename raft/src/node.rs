@@ -1,0 +1,458 @@
+//! [`RaftNode`]: one member's replication: starting openraft over the log and the
+//! store, proposing writes (forwarded to the leader from followers), linearizable
+//! read barriers (ReadIndex, batched), the lessor, and membership changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use strake_proto::etcdserverpb::LeaseRevokeRequest;
+use strake_proto::strakepb::{write_request, write_result, WriteRequest};
+use strake_store::Store;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{RaftError, StartError};
+use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
+use crate::log::LogStore;
+use crate::state_machine::{SnapshotDirs, StateMachine};
+use crate::transport::client::{PeerClients, PeerNetwork};
+use crate::types::{MemberNode, Proposal, Raft};
+
+/// How a member runs its Raft.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This member's ID.
+    pub id: u64,
+    /// The cluster's ID (headers).
+    pub cluster_id: u64,
+    /// Directory for the log (`wal/`) and snapshot staging (`snap/`).
+    pub dir: PathBuf,
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Election timeout (randomised up to twice this).
+    pub election_timeout: Duration,
+    /// Applied entries between snapshots (etcd's --snapshot-count).
+    pub snapshot_count: u64,
+    /// Entries kept in the log after a snapshot for slow followers.
+    pub snapshot_catchup_entries: u64,
+    /// How long a write or linearizable read may take before "request timed out".
+    pub request_timeout: Duration,
+    /// Members of a new cluster; `None` when joining an existing one or restarting.
+    pub bootstrap: Option<BTreeMap<u64, MemberNode>>,
+}
+
+/// A snapshot of the node's Raft state for status and headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Current term.
+    pub term: u64,
+    /// The leader this member knows, if any.
+    pub leader: Option<u64>,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+    /// Whether this member is a learner.
+    pub is_learner: bool,
+    /// Whether this member is the leader.
+    pub is_leader: bool,
+}
+
+type ReadWaiter = oneshot::Sender<Result<(), RaftError>>;
+
+struct Shared {
+    id: u64,
+    cluster_id: u64,
+    raft: Raft,
+    store: Store,
+    peers: PeerClients,
+    lessor: Lessor,
+    reads: mpsc::UnboundedSender<ReadWaiter>,
+    request_timeout: Duration,
+    snapshots: Arc<SnapshotDirs>,
+}
+
+/// One member's Raft. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.shared.id).finish()
+    }
+}
+
+impl RaftNode {
+    /// Opens the log, wraps the store, starts openraft, and bootstraps a new cluster
+    /// when `config.bootstrap` is given and this member has no state yet.
+    pub async fn start(config: NodeConfig, store: Store) -> Result<RaftNode, StartError> {
+        let log = LogStore::open(&config.dir.join("wal"))?;
+        let snapshots = Arc::new(
+            SnapshotDirs::new(config.dir.join("snap"))
+                .map_err(|e| StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display())))?,
+        );
+        let sm = StateMachine::new(store.clone(), snapshots.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
+        let election_ms = config.election_timeout.as_millis() as u64;
+        let raft_config = Config {
+            cluster_name: format!("{:x}", config.cluster_id),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+            max_payload_entries: 1000,
+            install_snapshot_timeout: 600_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        let peers = PeerClients::default();
+        let network = PeerNetwork { clients: peers.clone() };
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if let Some(members) = &config.bootstrap {
+            if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
+                tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "bootstrapping a new cluster");
+                match raft.initialize(members.clone()).await {
+                    Ok(()) => {}
+                    Err(OpenRaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(StartError::Raft(e.to_string())),
+                }
+            }
+        }
+        let (reads_tx, reads_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            id: config.id,
+            cluster_id: config.cluster_id,
+            raft,
+            store,
+            peers,
+            lessor: Lessor::default(),
+            reads: reads_tx,
+            request_timeout: config.request_timeout,
+            snapshots,
+        });
+        let node = RaftNode { shared };
+        tokio::spawn(node.clone().run_read_batches(reads_rx));
+        tokio::spawn(node.clone().run_leadership_watch());
+        tokio::spawn(node.clone().run_lease_expiry());
+        Ok(node)
+    }
+
+    /// This member's ID.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The cluster's ID.
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    /// The store this node applies to.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The openraft handle (tests and the peer service).
+    pub fn raft(&self) -> &Raft {
+        &self.shared.raft
+    }
+
+    /// The lessor.
+    pub fn lessor(&self) -> &Lessor {
+        &self.shared.lessor
+    }
+
+    /// Snapshot staging directories.
+    pub fn snapshot_dirs(&self) -> &Arc<SnapshotDirs> {
+        &self.shared.snapshots
+    }
+
+    /// Channels to peers.
+    pub fn peers(&self) -> &PeerClients {
+        &self.shared.peers
+    }
+
+    /// How long requests may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.shared.request_timeout
+    }
+
+    /// The current Raft state.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.shared.raft.metrics().borrow().clone();
+        NodeStatus {
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            is_learner: m.state == ServerState::Learner,
+            is_leader: m.state == ServerState::Leader,
+        }
+    }
+
+    /// The current membership: voters and learners with their attributes.
+    pub fn members(&self) -> (BTreeSet<u64>, BTreeMap<u64, MemberNode>) {
+        let m = self.shared.raft.metrics().borrow().membership_config.clone();
+        let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
+        let nodes = m.membership().nodes().map(|(id, n)| (*id, n.clone())).collect();
+        (voters, nodes)
+    }
+
+    fn leader_node(&self) -> Option<(u64, MemberNode)> {
+        let m = self.shared.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node))
+    }
+
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Result<(u64, MemberNode), RaftError> {
+        let mut metrics = self.shared.raft.metrics();
+        loop {
+            if let Some(l) = self.leader_node() {
+                return Ok(l);
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(RaftError::Stopped),
+                Err(_) => return Err(RaftError::NoLeader),
+            }
+        }
+    }
+
+    /// Proposes a write and waits for its result. From a follower the write is
+    /// forwarded to the leader. Errors after the write may have been proposed are
+    /// indeterminate (`LeaderChanged`, `Timeout`): it may or may not take effect.
+    pub async fn propose(&self, req: WriteRequest) -> Result<write_result::Result, RaftError> {
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if leader == self.shared.id {
+                return self.propose_local(req, deadline).await;
+            }
+            match self.shared.peers.forward(&node, req.clone(), remaining).await {
+                Ok(result) => return result.result.ok_or_else(|| RaftError::Other("empty forwarded result".into())),
+                // The leader refused before proposing: safe to try again.
+                Err(RaftError::NotLeader) | Err(RaftError::NoLeader) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(RaftError::Timeout);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Proposes on this member, which must believe it is the leader.
+    pub async fn propose_local(
+        &self,
+        req: WriteRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<write_result::Result, RaftError> {
+        let grant = match &req.request {
+            Some(write_request::Request::LeaseGrant(g)) => Some((g.id, g.ttl)),
+            _ => None,
+        };
+        let fut = self.shared.raft.client_write(Proposal(req));
+        let resp = match tokio::time::timeout_at(deadline, fut).await {
+            Err(_) => return Err(RaftError::Timeout),
+            Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                return Err(RaftError::LeaderChanged)
+            }
+            Ok(Err(e)) => return Err(RaftError::Other(e.to_string())),
+            Ok(Ok(resp)) => resp,
+        };
+        let result = resp.data.0.result.ok_or_else(|| RaftError::Other("empty apply result".into()))?;
+        if let (Some((id, ttl)), write_result::Result::LeaseGrant(_)) = (grant, &result) {
+            self.shared.lessor.granted(id, ttl, Instant::now());
+        }
+        Ok(result)
+    }
+
+    /// Waits until this member's state reflects every write committed before the
+    /// call (a linearizable read barrier).
+    pub async fn read_barrier(&self) -> Result<(), RaftError> {
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            let result = if leader == self.shared.id {
+                self.local_read_index(deadline).await.map(|_| ())
+            } else {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self.shared.peers.read_index(&node, remaining).await {
+                    Ok(index) => self.wait_applied(index, deadline).await,
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(RaftError::NotLeader) | Err(RaftError::LeaderChanged) | Err(RaftError::NoLeader)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(RaftError::NotLeader) | Err(RaftError::LeaderChanged) => return Err(RaftError::Timeout),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum (shared by all reads waiting
+    /// at that moment) and waits until the confirmed index is applied. Returns it.
+    pub async fn local_read_index(&self, deadline: tokio::time::Instant) -> Result<u64, RaftError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.reads.send(tx).map_err(|_| RaftError::Stopped)?;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(RaftError::Timeout),
+            Ok(Err(_)) => Err(RaftError::Stopped),
+            Ok(Ok(r)) => r.map(|_| self.status().applied_index),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> Result<(), RaftError> {
+        let mut metrics = self.shared.raft.metrics();
+        loop {
+            if metrics.borrow().last_applied.map_or(0, |l| l.index) >= index {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(RaftError::Stopped),
+                Err(_) => return Err(RaftError::Timeout),
+            }
+        }
+    }
+
+    /// One ReadIndex round at a time; every read that arrived before a round starts
+    /// shares it.
+    async fn run_read_batches(self, mut rx: mpsc::UnboundedReceiver<ReadWaiter>) {
+        while let Some(first) = rx.recv().await {
+            let mut waiters = vec![first];
+            while let Ok(w) = rx.try_recv() {
+                waiters.push(w);
+            }
+            let result = match self.shared.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                Err(OpenRaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
+                    Err(RaftError::NotLeader)
+                }
+                Err(OpenRaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    Err(RaftError::LeaderChanged)
+                }
+                Err(OpenRaftError::Fatal(_)) => Err(RaftError::Stopped),
+            };
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    /// Keeps the lessor's primary state in step with leadership.
+    async fn run_leadership_watch(self) {
+        let mut metrics = self.shared.raft.metrics();
+        let mut was_leader = false;
+        loop {
+            let is_leader = metrics.borrow().state == ServerState::Leader;
+            if is_leader && !was_leader {
+                tracing::info!(id = self.shared.id, "became leader");
+                self.shared.lessor.promote(&self.shared.store, Instant::now());
+            } else if !is_leader && was_leader {
+                tracing::info!(id = self.shared.id, "lost leadership");
+                self.shared.lessor.demote();
+            }
+            was_leader = is_leader;
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// On the leader, revokes expired leases through the log.
+    async fn run_lease_expiry(self) {
+        let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            if self.shared.raft.metrics().borrow().running_state.is_err() {
+                return;
+            }
+            for id in self.shared.lessor.expired(&self.shared.store, Instant::now()) {
+                let req = WriteRequest {
+                    request: Some(write_request::Request::LeaseRevoke(LeaseRevokeRequest { id })),
+                    proposed_at_ms: 0,
+                };
+                let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+                if let Err(e) = self.propose_local(req, deadline).await {
+                    tracing::debug!(lease = id, error = %e, "could not revoke an expired lease yet");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Renews a lease (forwarded to the leader from followers). 0 = unknown lease.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, RaftError> {
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        let (leader, node) = self.wait_for_leader(deadline).await?;
+        if leader == self.shared.id {
+            return Ok(self.shared.lessor.keep_alive(&self.shared.store, id, Instant::now()));
+        }
+        self.shared.peers.lease_keep_alive(&node, id, self.shared.request_timeout).await
+    }
+
+    /// Remaining and granted TTL of a lease, from the leader. `(-1, 0)` = unknown.
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<(i64, i64), RaftError> {
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        let (leader, node) = self.wait_for_leader(deadline).await?;
+        if leader == self.shared.id {
+            return Ok(self.shared.lessor.time_to_live(&self.shared.store, id, Instant::now()));
+        }
+        self.shared.peers.lease_time_to_live(&node, id, self.shared.request_timeout).await
+    }
+
+    /// Adds a member as a learner (it then catches up by log or snapshot).
+    pub async fn add_learner(&self, id: u64, node: MemberNode) -> Result<(), RaftError> {
+        self.shared
+            .raft
+            .add_learner(id, node, false)
+            .await
+            .map(|_| ())
+            .map_err(membership_error)
+    }
+
+    /// Changes the voter set (joint consensus); `retain` keeps removed voters as learners.
+    pub async fn change_voters(&self, change: ChangeMembers<u64, MemberNode>, retain: bool) -> Result<(), RaftError> {
+        self.shared.raft.change_membership(change, retain).await.map(|_| ()).map_err(membership_error)
+    }
+
+    /// Hands leadership to voter `target` (etcd's MoveLeader).
+    pub async fn transfer_leadership(&self, target: u64) -> Result<(), RaftError> {
+        Err(RaftError::Other(format!("leadership transfer to {target:x} is not implemented yet")))
+    }
+
+    /// Watches Raft metrics (tests, status).
+    pub fn metrics(&self) -> watch::Receiver<openraft::RaftMetrics<u64, MemberNode>> {
+        self.shared.raft.metrics()
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.raft.shutdown().await;
+    }
+}
+
+fn membership_error(e: OpenRaftError<u64, ClientWriteError<u64, MemberNode>>) -> RaftError {
+    match e {
+        OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RaftError::NotLeader,
+        OpenRaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RaftError::Other(c.to_string()),
+        OpenRaftError::Fatal(_) => RaftError::Stopped,
+    }
+}
