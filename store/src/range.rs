@@ -60,11 +60,7 @@ pub fn evaluate(req: &RangeRequest, source: &dyn VisibleSource) -> Result<RangeR
     source.scan(&range, initial, &mut |item| {
         count += 1;
         if let Some(v) = item {
-            let mut kv = v.to_key_value();
-            if req.keys_only {
-                kv.value = Default::default();
-            }
-            kvs.push(kv);
+            kvs.push(v.to_key_value());
         }
         Some(if kvs.len() >= fetch_limit { Detail::Presence } else { Detail::Full })
     })?;
@@ -82,6 +78,12 @@ pub fn evaluate(req: &RangeRequest, source: &dyn VisibleSource) -> Result<RangeR
     if req.limit > 0 && kvs.len() > req.limit as usize {
         kvs.truncate(req.limit as usize);
         more = true;
+    }
+    // Values go only after sorting: a keys-only read may still sort by value.
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value = Default::default();
+        }
     }
     Ok(RangeResponse {
         header: Some(ResponseHeader { revision: source.revision(), ..Default::default() }),

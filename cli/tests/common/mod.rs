@@ -1,0 +1,279 @@
+//! Test fixtures: real `strake etcd` processes on 127.0.0.1 with free ports, stopped
+//! by PID, and the real `etcdctl` (Debian's etcd-client) to drive them.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound once, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// One running `strake etcd` member.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+    pub initial_cluster: String,
+    pub state: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// The strake binary under test.
+pub fn strake_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strake"))
+}
+
+impl Member {
+    /// A single-member cluster in `dir`, not started yet.
+    pub fn single(dir: &Path, extra_args: &[&str]) -> Member {
+        let peer_port = free_port();
+        let name = "m1".to_string();
+        Member {
+            initial_cluster: format!("{name}=http://127.0.0.1:{peer_port}"),
+            name,
+            client_port: free_port(),
+            peer_port,
+            data_dir: dir.join("data"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            state: "new".into(),
+            child: None,
+            log: dir.join("member.log"),
+        }
+    }
+
+    /// The client endpoint, host:port.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client URL.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The peer URL.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(strake_bin());
+        cmd.arg("etcd")
+            .args(["--name", &self.name])
+            .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
+            .args(["--listen-client-urls", &self.client_url()])
+            .args(["--advertise-client-urls", &self.client_url()])
+            .args(["--listen-peer-urls", &self.peer_url()])
+            .args(["--initial-advertise-peer-urls", &self.peer_url()])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", &self.state])
+            .args(&self.extra_args);
+        cmd
+    }
+
+    /// Starts the process (does not wait for readiness).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = self
+            .command()
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn strake");
+        self.child = Some(child);
+    }
+
+    /// Starts the process and waits until it serves a linearizable read.
+    pub fn start(&mut self) {
+        self.spawn();
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Waits until /health answers 200.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                panic!("strake exited early with {status}; log:\n{}", self.log_text());
+            }
+            if http_get(self.client_port, "/health").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("strake did not become healthy; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the process to completion (for start-up failures); returns its output.
+    pub fn run_to_exit(&self, timeout: Duration) -> Output {
+        let mut child = self.command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!("strake kept running; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY-free: libc::kill with a valid pid of our child.
+            signal(c.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().expect("try_wait").is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// The member's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `etcdctl` against this member.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        etcdctl(&[self.endpoint()], args)
+    }
+
+    /// `etcdctl` that must succeed; returns stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// Sends SIGSTOP / SIGCONT.
+pub fn pause(pid: u32, paused: bool) {
+    signal(pid, if paused { libc::SIGSTOP } else { libc::SIGCONT });
+}
+
+/// Runs etcdctl (API v3) against `endpoints`.
+pub fn etcdctl(endpoints: &[String], args: &[&str]) -> Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .arg("--command-timeout=15s")
+        .args(args)
+        .output()
+        .expect("etcdctl is installed (Debian package etcd-client)")
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:port; returns (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A tokio runtime for gRPC clients in synchronous tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A gRPC channel to a member.
+pub async fn channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// `etcdctl` with `input` on stdin (for `txn`); returns the output.
+pub fn etcdctl_stdin(endpoint: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("etcdctl output")
+}
+
+/// Parses etcdctl `-w json` output.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Decodes a base64 field of etcdctl's JSON output.
+pub fn b64(v: &serde_json::Value) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let s = v.as_str().expect("base64 string");
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let val = ALPHABET.iter().position(|a| *a == c).expect("base64 digit") as u32;
+        acc = (acc << 6) | val;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}

@@ -1,0 +1,260 @@
+//! Real etcdctl (Debian's etcd-client) against a single-member `strake etcd`:
+//! every command family etcd users rely on.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{b64, etcdctl_stdin, http_get, json, Member};
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn kv_commands_behave_like_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    assert_eq!(m.ctl(&["put", "a", "1"]).trim(), "OK");
+    for (k, v) in [("b", "2"), ("b1", "3"), ("c", "4")] {
+        m.ctl(&["put", k, v]);
+    }
+    // A fresh store starts at revision 1: four puts end at 5.
+    let j = json(&m.ctl(&["get", "a", "-w", "json"]));
+    assert_eq!(j["header"]["revision"], 5);
+    assert_eq!(j["kvs"][0]["create_revision"], 2);
+    assert_eq!(j["kvs"][0]["version"], 1);
+    assert_eq!(lines(&m.ctl(&["get", "b", "--prefix"])), ["b", "2", "b1", "3"]);
+    assert_eq!(lines(&m.ctl(&["get", "b", "--from-key", "--keys-only"])), ["b", "b1", "c"]);
+    let limited = json(&m.ctl(&["get", "", "--from-key", "--limit", "2", "-w", "json"]));
+    assert_eq!(limited["kvs"].as_array().unwrap().len(), 2);
+    assert_eq!(limited["more"], true);
+    assert_eq!(limited["count"], 4);
+    assert_eq!(
+        lines(&m.ctl(&["get", "", "--from-key", "--sort-by=VALUE", "--order=DESCEND", "--keys-only"])),
+        ["c", "b1", "b", "a"]
+    );
+    m.ctl(&["put", "a", "10"]);
+    assert_eq!(lines(&m.ctl(&["get", "a", "--rev", "2"])), ["a", "1"]);
+    assert_eq!(lines(&m.ctl(&["get", "a"])), ["a", "10"]);
+    let j = json(&m.ctl(&["get", "a", "-w", "json"]));
+    assert_eq!(j["kvs"][0]["version"], 2);
+    assert_eq!(j["kvs"][0]["mod_revision"], 6);
+    // Delete with prev-kv prints the count and the deleted pairs.
+    assert_eq!(lines(&m.ctl(&["del", "b", "--prefix", "--prev-kv"])), ["2", "b", "2", "b1", "3"]);
+    assert!(m.ctl(&["get", "b", "--prefix"]).trim().is_empty());
+    // Txn: both branches.
+    let txn = |input: &str| {
+        let out = etcdctl_stdin(&m.endpoint(), &["txn"], input);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ok = txn("value(\"a\") = \"10\"\n\nput t yes\n\nput t no\n\n");
+    assert_eq!(lines(&ok), ["SUCCESS", "OK"]);
+    assert_eq!(lines(&m.ctl(&["get", "t", "--print-value-only"])), ["yes"]);
+    let failed = txn("mod(\"a\") = \"2\"\n\nput t yes2\n\nget a\n\n");
+    assert_eq!(lines(&failed), ["FAILURE", "a", "10"]);
+    assert_eq!(lines(&m.ctl(&["get", "t", "--print-value-only"])), ["yes"]);
+    // Compaction, then reads below it fail with etcd's error.
+    let rev = json(&m.ctl(&["get", "a", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    assert!(m.ctl(&["compaction", &rev.to_string()]).contains(&format!("compacted revision {rev}")));
+    let out = m.etcdctl(&["get", "a", "--rev", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("etcdserver: mvcc: required revision has been compacted"));
+    let out = m.etcdctl(&["get", "a", "--rev", &(rev + 100).to_string()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("etcdserver: mvcc: required revision is a future revision"));
+    // The latest values survive compaction.
+    assert_eq!(lines(&m.ctl(&["get", "a"])), ["a", "10"]);
+}
+
+#[test]
+fn watch_streams_events_in_order_with_prev_kv_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let watcher = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={}", m.endpoint()), "watch", "w", "--prefix", "--prev-kv"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    m.ctl(&["put", "w1", "a"]);
+    m.ctl(&["put", "w2", "b"]);
+    m.ctl(&["put", "w1", "c"]);
+    m.ctl(&["del", "w1"]);
+    m.ctl(&["put", "other", "x"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = std::process::Command::new("kill").arg(watcher.id().to_string()).status();
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        lines(&text),
+        ["PUT", "w1", "a", "PUT", "w2", "b", "PUT", "w1", "a", "w1", "c", "DELETE", "w1", "c", "w1"],
+        "watch output:\n{text}"
+    );
+    // Replaying history from a revision delivers exactly the events from there on.
+    let replay = std::process::Command::new("timeout")
+        .args(["3", "etcdctl", &format!("--endpoints={}", m.endpoint()), "watch", "w1", "--rev", "2"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(replay.stdout).unwrap();
+    assert_eq!(lines(&text), ["PUT", "w1", "a", "PUT", "w1", "c", "DELETE", "w1"], "replay:\n{text}");
+}
+
+#[test]
+fn leases_grant_attach_keepalive_revoke_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let granted = m.ctl(&["lease", "grant", "30"]);
+    let id = granted.split_whitespace().nth(1).expect("lease id").to_string();
+    assert!(granted.contains("granted with TTL(30s)"), "{granted}");
+    m.ctl(&["put", "lk1", "v", "--lease", &id]);
+    m.ctl(&["put", "lk2", "v", "--lease", &id]);
+    let ttl = m.ctl(&["lease", "timetolive", &id, "--keys"]);
+    assert!(ttl.contains("attached keys([lk1 lk2])"), "{ttl}");
+    assert!(m.ctl(&["lease", "keep-alive", "--once", &id]).contains("keepalived with TTL(30)"));
+    assert!(m.ctl(&["lease", "list"]).contains(&id));
+    // A put with an unknown lease fails with etcd's error.
+    let out = m.etcdctl(&["put", "x", "y", "--lease", "1234abcd"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("etcdserver: requested lease not found"));
+    assert!(m.ctl(&["lease", "revoke", &id]).contains("revoked"));
+    assert!(m.ctl(&["get", "lk", "--prefix"]).trim().is_empty());
+    assert!(m.ctl(&["lease", "timetolive", &id]).contains("already expired"));
+    // Expiry: a 2 s lease (etcd's minimum) deletes its key without keep-alives.
+    let short = m.ctl(&["lease", "grant", "2"]);
+    let sid = short.split_whitespace().nth(1).unwrap().to_string();
+    m.ctl(&["put", "ephemeral", "v", "--lease", &sid]);
+    assert_eq!(lines(&m.ctl(&["get", "ephemeral", "--print-value-only"])), ["v"]);
+    let start = Instant::now();
+    while !m.ctl(&["get", "ephemeral"]).trim().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(8), "lease did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(1500), "lease expired early: {:?}", start.elapsed());
+}
+
+#[test]
+fn maintenance_and_cluster_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    m.ctl(&["put", "k", "v"]);
+    let status = json(&m.ctl(&["endpoint", "status", "-w", "json"]));
+    let s = &status[0]["Status"];
+    assert_eq!(s["leader"], s["header"]["member_id"]);
+    assert!(s["version"].as_str().unwrap() >= "3.5.13");
+    assert!(s["raftIndex"].as_u64().unwrap() >= 2);
+    let health = m.etcdctl(&["endpoint", "health"]);
+    assert!(health.status.success());
+    // etcdctl 3.4 prints the health line on stderr.
+    assert!(String::from_utf8_lossy(&health.stderr).contains("is healthy"), "{health:?}");
+    let h1 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
+    let h2 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
+    assert_eq!(h1[0]["HashKV"]["hash"], h2[0]["HashKV"]["hash"]);
+    m.ctl(&["put", "k", "v2"]);
+    let h3 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
+    assert_ne!(h1[0]["HashKV"]["hash"], h3[0]["HashKV"]["hash"]);
+    let members = m.ctl(&["member", "list"]);
+    assert!(members.contains(&format!("started, m1, {}, {}, false", m.peer_url(), m.client_url())), "{members}");
+    let snap = dir.path().join("snap.db");
+    assert!(m.ctl(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
+    let bytes = std::fs::read(&snap).unwrap();
+    assert!(bytes.len() > 1000);
+    let (body, trailer) = bytes.split_at(bytes.len() - 32);
+    use sha2::Digest;
+    assert_eq!(sha2::Sha256::digest(body).as_slice(), trailer, "the snapshot ends with the SHA-256 of the archive");
+    assert!(m.ctl(&["defrag"]).contains("Finished defragmenting"));
+    assert!(m.ctl(&["alarm", "list"]).trim().is_empty());
+    assert_eq!(lines(&m.ctl(&["get", "k", "--print-value-only"])), ["v2"]);
+}
+
+#[test]
+fn lock_and_election_between_two_contenders() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let ep = format!("--endpoints={}", m.endpoint());
+    // Contender 1 holds the lock for 1.5 s; contender 2 must wait for it.
+    let script = dir.path().join("hold.sh");
+    std::fs::write(&script, "#!/bin/sh\ndate +%s.%N\nsleep 1.5\ndate +%s.%N\n").unwrap();
+    let first = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&ep, "lock", "mylock", "sh", script.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&ep, "lock", "mylock", "date", "+%s.%N"])
+        .output()
+        .unwrap();
+    let first = first.wait_with_output().unwrap();
+    let t: Vec<f64> = String::from_utf8(first.stdout).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let t2: f64 = String::from_utf8(second.stdout).unwrap().trim().parse().unwrap();
+    assert!(t2 >= t[1], "second holder ran at {t2} before the first released at {}", t[1]);
+
+    // `elect -l` observes leadership until interrupted: read what it prints in 1.5 s.
+    let observe = || {
+        let out = std::process::Command::new("timeout")
+            .args(["1.5", "etcdctl", &ep, "elect", "-l", "myelect"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Election: the first campaigner leads; the second only after the first resigns.
+    let leader1 = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&ep, "elect", "myelect", "p1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(observe().contains("p1"));
+    let mut leader2 = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&ep, "elect", "myelect", "p2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let seen = observe();
+    assert!(seen.contains("p1") && !seen.contains("p2"), "p2 must wait: {seen}");
+    // etcdctl elect resigns on SIGINT.
+    let _ = std::process::Command::new("kill").args(["-INT", &leader1.id().to_string()]).status();
+    let _ = leader1.wait_with_output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if observe().contains("p2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "p2 never became leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = leader2.kill();
+    let _ = leader2.wait();
+}
+
+#[test]
+fn http_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let (code, body) = http_get(m.client_port, "/health").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"health\":\"true\""), "{body}");
+    let (code, body) = http_get(m.client_port, "/version").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("etcdserver") && body.contains("etcdcluster"), "{body}");
+    assert_eq!(http_get(m.client_port, "/livez").unwrap().0, 200);
+    assert_eq!(http_get(m.client_port, "/readyz").unwrap().0, 200);
+    let (_, metrics) = http_get(m.client_port, "/metrics").unwrap();
+    assert!(metrics.contains("etcd_server_has_leader 1"), "{metrics}");
+    assert!(metrics.contains("etcd_server_is_leader 1"));
+    let _ = b64;
+}
