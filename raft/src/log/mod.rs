@@ -225,16 +225,17 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
         .filter_map(|d| d.file_name().to_str().and_then(format::parse_segment_name))
         .collect();
     segments.sort_unstable();
-    let purged_index = last_purged.map_or(0, |l| l.index);
+    // The first index the log may hold (entries below it were purged).
+    let first_kept = last_purged.map_or(0, |l| l.index + 1);
     let mut slots: VecDeque<Slot> = VecDeque::new();
     let mut cached_bytes = 0usize;
-    let mut tail = (purged_index + 1, 0u64);
+    let mut tail = (first_kept, 0u64);
     let mut kept = Vec::new();
     for (n, &seg) in segments.iter().enumerate() {
         let path = format::segment_path(dir, seg);
         let last = n + 1 == segments.len();
         // A segment wholly below the purge point is left over from an interrupted purge.
-        if !last && segments[n + 1] <= purged_index + 1 {
+        if !last && segments[n + 1] <= first_kept {
             std::fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
             continue;
         }
@@ -255,14 +256,14 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
                 });
             }
             expected += 1;
-            if entry.log_id.index <= purged_index {
+            if entry.log_id.index < first_kept {
                 continue;
             }
-            if slots.is_empty() && entry.log_id.index != purged_index + 1 {
+            if slots.is_empty() && entry.log_id.index != first_kept {
                 return Err(LogError::Corrupt {
                     file: path.clone(),
                     offset: rec.offset,
-                    detail: format!("entries {}..{} are missing", purged_index + 1, entry.log_id.index),
+                    detail: format!("entries {}..{} are missing", first_kept, entry.log_id.index),
                 });
             }
             cached_bytes += rec.len as usize;
@@ -287,9 +288,9 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
         tail = (seg, len);
     }
     if kept.is_empty() {
-        tail = (purged_index + 1, 0);
+        tail = (first_kept, 0);
     }
-    let durable = slots.back().map_or(purged_index, |s| s.log_id.index);
+    let durable = slots.back().map_or(first_kept.saturating_sub(1), |s| s.log_id.index);
     let mut index = Index {
         slots,
         last_purged,
