@@ -49,6 +49,9 @@ pub enum RaftError {
     /// The node is shutting down or has failed.
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// A membership change was refused (etcd's message).
+    #[error("{0}")]
+    Membership(String),
     /// Anything else, with a description.
     #[error("{0}")]
     Other(String),

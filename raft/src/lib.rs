@@ -18,11 +18,13 @@ pub mod codec;
 pub mod error;
 pub mod lessor;
 pub mod log;
+pub mod membership;
 pub mod node;
 pub mod state_machine;
 pub mod transport;
 pub mod types;
 
 pub use error::{LogError, RaftError, StartError};
+pub use membership::{MembershipChange, MembershipView};
 pub use node::{NodeConfig, NodeStatus, RaftNode};
 pub use types::MemberNode;

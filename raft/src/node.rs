@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
 use crate::log::LogStore;
+use crate::membership::{messages, MembershipChange, MembershipView, MAX_LEARNERS, PROMOTE_READY_RATIO};
 use crate::state_machine::{SnapshotDirs, StateMachine};
 use crate::transport::client::{PeerClients, PeerNetwork};
 use crate::types::{MemberNode, Proposal, Raft};
@@ -72,6 +74,7 @@ struct Shared {
     lessor: Lessor,
     reads: mpsc::UnboundedSender<ReadWaiter>,
     request_timeout: Duration,
+    transferring: AtomicBool,
     snapshots: Arc<SnapshotDirs>,
 }
 
@@ -136,6 +139,7 @@ impl RaftNode {
             lessor: Lessor::default(),
             reads: reads_tx,
             request_timeout: config.request_timeout,
+            transferring: AtomicBool::new(false),
             snapshots,
         });
         let node = RaftNode { shared };
@@ -258,6 +262,9 @@ impl RaftNode {
         req: WriteRequest,
         deadline: tokio::time::Instant,
     ) -> Result<write_result::Result, RaftError> {
+        if self.shared.transferring.load(Ordering::SeqCst) {
+            return Err(RaftError::LeaderChanged);
+        }
         let grant = match &req.request {
             Some(write_request::Request::LeaseGrant(g)) => Some((g.id, g.ttl)),
             _ => None,
@@ -433,9 +440,155 @@ impl RaftNode {
         self.shared.raft.change_membership(change, retain).await.map(|_| ()).map_err(membership_error)
     }
 
-    /// Hands leadership to voter `target` (etcd's MoveLeader).
+    /// Hands leadership to voter `target` (etcd's MoveLeader). New writes are refused
+    /// with "leader changed" while the transfer runs.
+    ///
+    /// openraft 0.9 has no transfer primitive: this leader stops heartbeating so the
+    /// followers' leader leases lapse, and asks the target to campaign until it wins.
     pub async fn transfer_leadership(&self, target: u64) -> Result<(), RaftError> {
-        Err(RaftError::Other(format!("leadership transfer to {target:x} is not implemented yet")))
+        let (_, nodes) = self.members();
+        let node = nodes.get(&target).cloned().ok_or_else(|| RaftError::Membership(messages::MEMBER_NOT_FOUND.into()))?;
+        let timeout = self.shared.request_timeout;
+        self.shared.transferring.store(true, Ordering::SeqCst);
+        let _ = self.shared.raft.runtime_config().heartbeat(false);
+        let asked = self.shared.peers.take_leadership(&node, timeout).await;
+        let _ = self.shared.raft.runtime_config().heartbeat(true);
+        self.shared.transferring.store(false, Ordering::SeqCst);
+        asked?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut metrics = self.shared.raft.metrics();
+        while metrics.borrow().current_leader != Some(target) {
+            if tokio::time::timeout_at(deadline, metrics.changed()).await.is_err() {
+                return Err(RaftError::Timeout);
+            }
+        }
+        Ok(())
+    }
+
+    /// Campaigns until this member leads (called by the leader that hands over).
+    pub async fn take_leadership(&self, timeout: Duration) -> Result<(), RaftError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.status().is_leader {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RaftError::Timeout);
+            }
+            self.shared.raft.trigger().elect().await.map_err(|_| RaftError::Stopped)?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The membership as this member knows it.
+    pub fn membership_view(&self) -> MembershipView {
+        let (voters, nodes) = self.members();
+        MembershipView { voters, nodes }
+    }
+
+    /// Changes the membership: on the leader directly, from a follower by forwarding.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), RaftError> {
+        let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
+        let (leader, node) = self.wait_for_leader(deadline).await?;
+        if leader == self.shared.id {
+            return self.change_membership_local(change).await;
+        }
+        self.shared.peers.change_membership(&node, &change, self.shared.request_timeout).await
+    }
+
+    /// Validates and executes a membership change on this member, which must lead.
+    pub async fn change_membership_local(&self, change: MembershipChange) -> Result<(), RaftError> {
+        if !self.status().is_leader {
+            return Err(RaftError::NotLeader);
+        }
+        let view = self.membership_view();
+        let learners = view.nodes.keys().filter(|id| !view.voters.contains(id)).count();
+        let url_taken = |node: &MemberNode, except: Option<u64>| {
+            view.nodes.iter().any(|(id, n)| Some(*id) != except && n.peer_urls.iter().any(|u| node.peer_urls.contains(u)))
+        };
+        let refused = |m: &str| Err(RaftError::Membership(m.to_string()));
+        let raft = &self.shared.raft;
+        match change {
+            MembershipChange::AddLearner { id, node } | MembershipChange::AddVoter { id, node }
+                if view.nodes.contains_key(&id) =>
+            {
+                let _ = node;
+                refused(messages::ID_EXISTS)
+            }
+            MembershipChange::AddLearner { node, .. } | MembershipChange::AddVoter { node, .. } if url_taken(&node, None) => {
+                refused(messages::PEER_URL_EXISTS)
+            }
+            MembershipChange::AddLearner { id, node } => {
+                if learners >= MAX_LEARNERS {
+                    return refused(messages::TOO_MANY_LEARNERS);
+                }
+                raft.add_learner(id, node, false).await.map(|_| ()).map_err(membership_error)
+            }
+            MembershipChange::AddVoter { id, node } => {
+                raft.add_learner(id, node, false).await.map_err(membership_error)?;
+                self.change_voters(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await
+            }
+            MembershipChange::Promote { id } => {
+                if !view.nodes.contains_key(&id) {
+                    return refused(messages::MEMBER_NOT_FOUND);
+                }
+                if view.voters.contains(&id) {
+                    return refused(messages::NOT_LEARNER);
+                }
+                let m = raft.metrics().borrow().clone();
+                let last = m.last_log_index.unwrap_or(0);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                if (matched as f64) < PROMOTE_READY_RATIO * last as f64 {
+                    return refused(messages::LEARNER_NOT_READY);
+                }
+                self.change_voters(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await
+            }
+            MembershipChange::Remove { id } => {
+                if !view.nodes.contains_key(&id) {
+                    return refused(messages::MEMBER_NOT_FOUND);
+                }
+                if view.voters.contains(&id) {
+                    self.change_voters(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await
+                } else {
+                    self.change_voters(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await
+                }
+            }
+            MembershipChange::UpdateNode { id, node } => {
+                if !view.nodes.contains_key(&id) {
+                    return refused(messages::MEMBER_NOT_FOUND);
+                }
+                if url_taken(&node, Some(id)) {
+                    return refused(messages::PEER_URL_EXISTS);
+                }
+                self.change_voters(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false).await
+            }
+        }
+    }
+
+    /// Makes sure the membership carries `node` as this member's attributes (etcd
+    /// members publish their name and client URLs after starting). Retries until done
+    /// or until this member is no longer part of the cluster.
+    pub async fn publish_attributes(&self, node: MemberNode) {
+        loop {
+            let view = self.membership_view();
+            match view.nodes.get(&self.shared.id) {
+                None if !view.nodes.is_empty() => return,
+                Some(current) if *current == node => return,
+                _ => {}
+            }
+            if !view.nodes.is_empty() {
+                let change = MembershipChange::UpdateNode { id: self.shared.id, node: node.clone() };
+                match self.change_membership(change).await {
+                    Ok(()) => continue,
+                    Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Watches Raft metrics (tests, status).
@@ -452,7 +605,7 @@ impl RaftNode {
 fn membership_error(e: OpenRaftError<u64, ClientWriteError<u64, MemberNode>>) -> RaftError {
     match e {
         OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RaftError::NotLeader,
-        OpenRaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RaftError::Other(c.to_string()),
+        OpenRaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RaftError::Membership(format!("etcdserver: {c}")),
         OpenRaftError::Fatal(_) => RaftError::Stopped,
     }
 }

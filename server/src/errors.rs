@@ -52,6 +52,8 @@ pub fn raft_status(e: &RaftError) -> Status {
     let code = match e {
         RaftError::NoLeader | RaftError::LeaderChanged | RaftError::Timeout | RaftError::Stopped => Code::Unavailable,
         RaftError::NotLeader => Code::FailedPrecondition,
+        RaftError::Membership(m) if m.contains("member not found") => Code::NotFound,
+        RaftError::Membership(_) => Code::FailedPrecondition,
         RaftError::Other(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())

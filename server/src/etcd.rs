@@ -58,18 +58,22 @@ struct IdentityFile {
 
 const IDENTITY_FILE: &str = "identity.json";
 
-fn load_or_create_identity(config: &EtcdConfig, member_dir: &Path) -> Result<(IdentityFile, bool), EtcdError> {
+async fn load_or_create_identity(config: &EtcdConfig, member_dir: &Path) -> Result<(IdentityFile, bool), EtcdError> {
     let path = member_dir.join(IDENTITY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let id: IdentityFile = serde_json::from_str(&text)
             .map_err(|e| EtcdError::DataDir(format!("{} is damaged: {e}", path.display())))?;
         return Ok((id, false));
     }
-    let cluster = config.initial_cluster()?;
-    let token = &config.initial_cluster_token;
-    let ids: Vec<u64> = cluster.values().map(|urls| ids::member_id(urls, token, None)).collect();
-    let own = ids::member_id(&cluster[&config.name], token, None);
-    let identity = IdentityFile { member_id: own, cluster_id: ids::cluster_id(&ids) };
+    let identity = if config.is_new_cluster()? {
+        let cluster = config.initial_cluster()?;
+        let token = &config.initial_cluster_token;
+        let ids: Vec<u64> = cluster.values().map(|urls| ids::member_id(urls, token, None)).collect();
+        let own = ids::member_id(&cluster[&config.name], token, None);
+        IdentityFile { member_id: own, cluster_id: ids::cluster_id(&ids) }
+    } else {
+        discover_identity(config).await?
+    };
     std::fs::create_dir_all(member_dir).map_err(|e| EtcdError::DataDir(format!("cannot create {}: {e}", member_dir.display())))?;
     let tmp = member_dir.join("identity.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&identity).expect("serialise"))
@@ -77,6 +81,46 @@ fn load_or_create_identity(config: &EtcdConfig, member_dir: &Path) -> Result<(Id
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| EtcdError::DataDir(format!("cannot write {}: {e}", path.display())))?;
     Ok((identity, true))
+}
+
+/// How long a joining member keeps asking the existing members who it is.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A member joining an existing cluster (after `member add`) learns its ID and the
+/// cluster's ID from the members named in --initial-cluster, matching its peer URLs.
+async fn discover_identity(config: &EtcdConfig) -> Result<IdentityFile, EtcdError> {
+    let own_urls = split_urls(&config.initial_advertise_peer_urls);
+    let peers = strake_raft::transport::client::PeerClients::default();
+    let others: Vec<MemberNode> = config
+        .initial_cluster()?
+        .into_iter()
+        .filter(|(name, _)| *name != config.name)
+        .map(|(name, urls)| MemberNode { name, peer_urls: urls, client_urls: vec![] })
+        .collect();
+    let deadline = tokio::time::Instant::now() + DISCOVERY_TIMEOUT;
+    let mut last_error = String::from("no other member is listed in --initial-cluster");
+    loop {
+        for node in &others {
+            match peers.member_info(node, Duration::from_secs(2)).await {
+                Ok(info) => {
+                    let view: strake_raft::MembershipView = serde_json::from_slice(&info.membership_json)
+                        .map_err(|e| EtcdError::DataDir(format!("bad membership from {}: {e}", node.name)))?;
+                    if let Some(id) = view.find_by_peer_urls(&own_urls) {
+                        return Ok(IdentityFile { member_id: id, cluster_id: info.cluster_id });
+                    }
+                    last_error = format!(
+                        "member {} does not list a member with peer URLs {own_urls:?}; add it first (etcdctl member add)",
+                        node.name
+                    );
+                }
+                Err(e) => last_error = format!("cannot reach {}: {e}", node.name),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(EtcdError::DataDir(format!("cannot join the existing cluster: {last_error}")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// A running member.
@@ -94,7 +138,7 @@ impl EtcdServer {
         config.validate()?;
         let data_dir: PathBuf = config.data_dir();
         let member_dir = data_dir.join("member");
-        let (identity_file, fresh) = load_or_create_identity(&config, &member_dir)?;
+        let (identity_file, fresh) = load_or_create_identity(&config, &member_dir).await?;
         let is_new = config.is_new_cluster()?;
         let client_urls = split_urls(&config.advertise_client_urls);
         let peer_urls = split_urls(&config.initial_advertise_peer_urls);
@@ -193,6 +237,13 @@ impl EtcdServer {
             tokio::spawn(serve::serve(listener, peer_router.clone(), shutdown_rx.clone()));
         }
         tokio::spawn(crate::auto_compact::run(server.clone(), config.auto_compaction()?));
+        let attributes = MemberNode {
+            name: config.name.clone(),
+            peer_urls: server.identity.peer_urls.clone(),
+            client_urls: server.identity.client_urls.clone(),
+        };
+        let publisher = node.clone();
+        tokio::spawn(async move { publisher.publish_attributes(attributes).await });
         tracing::info!(
             name = %config.name,
             member_id = %format!("{:x}", identity_file.member_id),

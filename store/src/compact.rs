@@ -108,8 +108,22 @@ enum Job {
 /// A background thread running physical compactions one after another, always on
 /// the engine currently in the slot.
 pub struct Compactor {
-    tx: std::sync::mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    tx: Option<std::sync::mpsc::Sender<Job>>,
     finished: tokio::sync::watch::Receiver<i64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Compactor {
+    /// Stops the thread (after its current job) and waits for it: it holds the
+    /// engine, so without the join the database would stay open (and locked) for a
+    /// while after the store is dropped, and reopening it would fail.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Compactor {
@@ -123,7 +137,7 @@ impl Compactor {
     pub fn start(engine: EngineSlot, finished: i64) -> Compactor {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let (done_tx, done_rx) = tokio::sync::watch::channel(finished);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("strake-compactor".into())
             .spawn(move || {
                 let mut finished = finished;
@@ -159,17 +173,23 @@ impl Compactor {
                 }
             })
             .expect("spawn the compactor thread");
-        Compactor { tx, finished: done_rx }
+        Compactor { tx: Some(tx), finished: done_rx, thread: Some(thread) }
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(job);
+        }
     }
 
     /// Forgets the progress of the previous store content (after a restore).
     pub fn reset(&self, finished: i64) {
-        let _ = self.tx.send(Job::Reset(finished));
+        self.send(Job::Reset(finished));
     }
 
     /// Asks for physical compaction up to `revision`.
     pub fn schedule(&self, revision: i64) {
-        let _ = self.tx.send(Job::Compact(revision));
+        self.send(Job::Compact(revision));
     }
 
     /// Waits until compaction up to `revision` is physically done.

@@ -182,7 +182,8 @@ impl Store {
         self.engine().get(CF_META, schema::META_APPLIED)
     }
 
-    fn check_readable(&self, rev: i64) -> Result<i64> {
+    /// Resolves a requested revision; returns it with the current revision.
+    fn check_readable(&self, rev: i64) -> Result<(i64, i64)> {
         let current = self.revision();
         if rev > current {
             return Err(StoreError::FutureRevision);
@@ -191,18 +192,21 @@ impl Store {
         if rev < self.compact_revision() {
             return Err(StoreError::Compacted);
         }
-        Ok(rev)
+        Ok((rev, current))
     }
 
     /// Serves a Range request from local state (the caller decides about linearizability).
+    /// As etcd (`rangeKeys`), the header carries the current revision, also when an
+    /// older revision was read.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         txn::check_range(req)?;
-        let rev = self.check_readable(req.revision)?;
-        let resp = range::evaluate(req, &View::new(&self.engine(), rev))?;
+        let (rev, current) = self.check_readable(req.revision)?;
+        let mut resp = range::evaluate(req, &View::new(&self.engine(), rev))?;
         // Compaction may have started during the read; versions below it could be gone.
         if rev < self.compact_revision() {
             return Err(StoreError::Compacted);
         }
+        resp.header = Some(header(current));
         Ok(resp)
     }
 
@@ -251,6 +255,11 @@ impl Store {
         self.check_alarms(req)?;
         Ok(match &req.request {
             Some(Rq::Put(p)) => {
+                // etcd's txn.Put refuses an unknown lease before `ignore_*` looks for
+                // the key (inside a Txn, checkPut does the opposite, see txn.rs).
+                if p.lease != 0 && !self.inner.leases.exists(p.lease) {
+                    return Err(StoreError::LeaseNotFound);
+                }
                 txn::check_put_preconditions(p, wtxn, self)?;
                 Rs::Put(wtxn.put(p)?)
             }
@@ -462,7 +471,7 @@ impl Store {
     /// the history looks after compaction, independent of how far physical
     /// compaction has progressed, so members holding the same history agree.
     pub fn hash_kv(&self, revision: i64) -> Result<KvHash> {
-        let rev = self.check_readable(revision)?;
+        let (rev, _) = self.check_readable(revision)?;
         let compacted = self.compact_revision();
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(CF_KV.as_bytes());

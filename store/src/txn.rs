@@ -263,7 +263,10 @@ pub fn execute(req: &TxnRequest, txn: &mut WriteTxn<'_>, ctx: &dyn TxnContext) -
     compute_path(req, txn, &mut path)?;
     check_path_ops(req, &path, &mut 0, txn, ctx)?;
     let mut resp = run_path(req, &TxnPath(path), &mut 0, txn)?;
-    set_header_revision(&mut resp, txn.read_revision());
+    // etcd sets only the top-level header to the txn's final revision. Inner
+    // responses keep what each op reported when it ran (a put `base + 1`; a delete or
+    // range the txn's revision at that point); nested txns keep an empty header.
+    resp.header = Some(ResponseHeader { revision: txn.read_revision(), ..Default::default() });
     Ok(resp)
 }
 
@@ -282,22 +285,6 @@ fn run_path(req: &TxnRequest, path: &TxnPath, at: &mut usize, txn: &mut WriteTxn
         responses.push(ResponseOp { response });
     }
     Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded, responses })
-}
-
-/// etcd reports the txn's final revision in the headers of the txn and of its
-/// write responses.
-fn set_header_revision(resp: &mut TxnResponse, revision: i64) {
-    resp.header = Some(ResponseHeader { revision, ..Default::default() });
-    for r in &mut resp.responses {
-        match &mut r.response {
-            Some(Response::ResponsePut(p)) => p.header = Some(ResponseHeader { revision, ..Default::default() }),
-            Some(Response::ResponseDeleteRange(d)) => {
-                d.header = Some(ResponseHeader { revision, ..Default::default() })
-            }
-            Some(Response::ResponseTxn(t)) => set_header_revision(t, revision),
-            Some(Response::ResponseRange(_)) | None => {}
-        }
-    }
 }
 
 /// The versions a lease's revocation deletes, given as live versions.

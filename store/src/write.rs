@@ -86,8 +86,11 @@ impl<'a> WriteTxn<'a> {
     /// Evaluates a Range inside the transaction at the current revision.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         if req.revision > 0 && req.revision < self.read_revision() {
-            // A historical read inside a txn cannot see the overlay.
-            return range::evaluate(req, &View::new(self.engine, req.revision));
+            // A historical read inside a txn cannot see the overlay. The header, as
+            // etcd's, is the transaction's revision, not the one read.
+            let mut resp = range::evaluate(req, &View::new(self.engine, req.revision))?;
+            resp.header = Some(ResponseHeader { revision: self.read_revision(), ..Default::default() });
+            return Ok(resp);
         }
         range::evaluate(req, self)
     }

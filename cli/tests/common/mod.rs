@@ -18,6 +18,8 @@ pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// When set, the member advertises this port (a proxy) as its peer URL.
+    pub advertised_peer_port: Option<u16>,
     pub data_dir: PathBuf,
     pub extra_args: Vec<String>,
     pub initial_cluster: String,
@@ -41,6 +43,7 @@ impl Member {
             name,
             client_port: free_port(),
             peer_port,
+            advertised_peer_port: None,
             data_dir: dir.join("data"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             state: "new".into(),
@@ -59,8 +62,13 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// The peer URL.
+    /// The peer URL other members use (a proxy's, when one is in front).
     pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.advertised_peer_port.unwrap_or(self.peer_port))
+    }
+
+    /// The peer URL this member listens on.
+    pub fn listen_peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
@@ -71,7 +79,7 @@ impl Member {
             .args(["--data-dir", self.data_dir.to_str().expect("utf-8 path")])
             .args(["--listen-client-urls", &self.client_url()])
             .args(["--advertise-client-urls", &self.client_url()])
-            .args(["--listen-peer-urls", &self.peer_url()])
+            .args(["--listen-peer-urls", &self.listen_peer_url()])
             .args(["--initial-advertise-peer-urls", &self.peer_url()])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", &self.state])
@@ -276,4 +284,113 @@ pub fn b64(v: &serde_json::Value) -> String {
         }
     }
     String::from_utf8(out).expect("utf-8")
+}
+
+/// Several members of one cluster on 127.0.0.1.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// `n` members bootstrapping a new cluster in `dir` (not started yet).
+    pub fn new(dir: &Path, n: usize, extra_args: &[&str]) -> Cluster {
+        let mut members: Vec<Member> = (0..n)
+            .map(|i| {
+                let sub = dir.join(format!("m{}", i + 1));
+                std::fs::create_dir_all(&sub).unwrap();
+                let mut m = Member::single(&sub, extra_args);
+                m.name = format!("m{}", i + 1);
+                m
+            })
+            .collect();
+        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        for m in &mut members {
+            m.initial_cluster = initial.join(",");
+        }
+        Cluster { members, dir: dir.to_path_buf() }
+    }
+
+    /// Starts every member and waits until each is healthy.
+    pub fn start(&mut self) {
+        for m in &mut self.members {
+            m.spawn();
+        }
+        for m in &mut self.members {
+            m.wait_ready(Duration::from_secs(60));
+        }
+    }
+
+    /// Every client endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    /// etcdctl against every member that is running.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let eps: Vec<String> = self.members.iter().filter(|m| m.is_running()).map(|m| m.endpoint()).collect();
+        let out = etcdctl(&eps, args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// The index of the member every running member agrees leads, waiting up to `timeout`.
+    pub fn leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = std::collections::BTreeSet::new();
+            let mut ids = std::collections::HashMap::new();
+            let mut all = true;
+            for (i, m) in self.members.iter().enumerate().filter(|(_, m)| m.is_running()) {
+                match m.status() {
+                    Some(s) => {
+                        leaders.insert(s["leader"].as_u64().unwrap_or(0));
+                        ids.insert(s["header"]["member_id"].as_u64().unwrap_or(0), i);
+                    }
+                    None => all = false,
+                }
+            }
+            if all && leaders.len() == 1 {
+                let l = *leaders.iter().next().unwrap();
+                if let Some(i) = ids.get(&l) {
+                    return *i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader; statuses: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Member {
+    /// Whether the process was started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `endpoint status` of this member as JSON (`Status` object), if it answers.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = self.etcdctl(&["endpoint", "status", "-w", "json", "--command-timeout=2s"]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v[0]["Status"].clone())
+    }
+
+    /// The member ID as etcdctl prints it (hex).
+    pub fn id_hex(&self) -> String {
+        format!("{:x}", self.status().expect("status")["header"]["member_id"].as_u64().unwrap())
+    }
+
+    /// HashKV at `rev` as this member computes it.
+    pub fn hash_kv(&self, rev: i64) -> u64 {
+        let out = self.ctl(&["endpoint", "hashkv", "--rev", &rev.to_string(), "-w", "json"]);
+        json(&out)[0]["HashKV"]["hash"].as_u64().unwrap()
+    }
 }

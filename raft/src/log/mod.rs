@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use crate::codec;
 use crate::error::LogError;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+pub use writer::FlushCallback;
 use writer::{Command, Writer};
 
 /// File holding the durable vote.
@@ -198,6 +199,60 @@ impl LogStore {
         wait.await.map_err(|_| io::Error::other("the raft log writer has stopped"))?
     }
 
+    /// Appends `entries` (contiguous, following the last entry). They are readable at
+    /// once; `on_durable` runs on the writer thread once they are fsynced, possibly
+    /// together with other appends (group commit).
+    pub fn append_with(&self, entries: impl IntoIterator<Item = Entry>, on_durable: FlushCallback) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        let mut payload = Vec::new();
+        let (segment, create, offset, last_index) = {
+            let mut ix = self.shared.index.lock();
+            let mut create = false;
+            let mut iter = entries.into_iter().peekable();
+            let Some(first) = iter.peek() else {
+                drop(ix);
+                on_durable(Ok(()));
+                return Ok(());
+            };
+            if ix.tail_offset >= format::SEGMENT_TARGET_BYTES {
+                let seg = first.log_id.index;
+                ix.tail_segment = seg;
+                ix.tail_offset = 0;
+                ix.segments.push(seg);
+                create = true;
+            } else if ix.tail_offset == 0 {
+                // An empty tail segment is named after the first entry it receives.
+                let seg = first.log_id.index;
+                let old = ix.tail_segment;
+                ix.segments.retain(|s| *s != old);
+                ix.segments.push(seg);
+                ix.tail_segment = seg;
+                create = true;
+            }
+            let segment = ix.tail_segment;
+            let offset = ix.tail_offset;
+            let mut last_index = 0;
+            for entry in iter {
+                payload.clear();
+                codec::encode_entry(&entry, &mut payload);
+                let at = offset + bytes.len() as u64;
+                format::frame(&payload, &mut bytes);
+                last_index = entry.log_id.index;
+                ix.cached_bytes += payload.len();
+                ix.slots.push_back(Slot {
+                    log_id: entry.log_id,
+                    segment,
+                    offset: at,
+                    len: payload.len() as u32,
+                    cached: Some(entry),
+                });
+            }
+            ix.tail_offset = offset + bytes.len() as u64;
+            (segment, create, offset, last_index)
+        };
+        self.send(Command::Append { segment, create, offset, bytes, last_index, callback: on_durable })
+    }
+
     /// The index of the last entry known to be durable.
     pub fn durable_index(&self) -> u64 {
         self.shared.index.lock().durable
@@ -258,6 +313,15 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
             expected += 1;
             if entry.log_id.index < first_kept {
                 continue;
+            }
+            if let Some(prev) = slots.back() {
+                if entry.log_id.index != prev.log_id.index + 1 {
+                    return Err(LogError::Corrupt {
+                        file: path.clone(),
+                        offset: rec.offset,
+                        detail: format!("entries {}..{} are missing", prev.log_id.index + 1, entry.log_id.index),
+                    });
+                }
             }
             if slots.is_empty() && entry.log_id.index != first_kept {
                 return Err(LogError::Corrupt {
@@ -370,54 +434,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut bytes = Vec::new();
-        let mut payload = Vec::new();
-        let (segment, create, offset, last_index) = {
-            let mut ix = self.shared.index.lock();
-            let mut create = false;
-            let mut iter = entries.into_iter().peekable();
-            let Some(first) = iter.peek() else {
-                drop(ix);
-                callback.log_io_completed(Ok(()));
-                return Ok(());
-            };
-            if ix.tail_offset >= format::SEGMENT_TARGET_BYTES {
-                let seg = first.log_id.index;
-                ix.tail_segment = seg;
-                ix.tail_offset = 0;
-                ix.segments.push(seg);
-                create = true;
-            } else if ix.tail_offset == 0 {
-                // An empty tail segment is named after the first entry it receives.
-                let seg = first.log_id.index;
-                let old = ix.tail_segment;
-                ix.segments.retain(|s| *s != old);
-                ix.segments.push(seg);
-                ix.tail_segment = seg;
-                create = true;
-            }
-            let segment = ix.tail_segment;
-            let offset = ix.tail_offset;
-            let mut last_index = 0;
-            for entry in iter {
-                payload.clear();
-                codec::encode_entry(&entry, &mut payload);
-                let at = offset + bytes.len() as u64;
-                format::frame(&payload, &mut bytes);
-                last_index = entry.log_id.index;
-                ix.cached_bytes += payload.len();
-                ix.slots.push_back(Slot {
-                    log_id: entry.log_id,
-                    segment,
-                    offset: at,
-                    len: payload.len() as u32,
-                    cached: Some(entry),
-                });
-            }
-            ix.tail_offset = offset + bytes.len() as u64;
-            (segment, create, offset, last_index)
-        };
-        self.send(Command::Append { segment, create, offset, bytes, last_index, callback })
+        self.append_with(entries, Box::new(move |r| callback.log_io_completed(r)))
             .map_err(|e| write_error(ErrorSubject::Logs, e))
     }
 

@@ -13,16 +13,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openraft::storage::LogFlushed;
-
 use super::format;
 use super::Shared;
-use crate::types::TypeConfig;
+
+/// Called once an append is durable (or failed).
+pub type FlushCallback = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 /// Work for the writer thread.
 pub(crate) enum Command {
     /// Write `bytes` at `offset` of segment `segment` (creating it when `create`).
-    Append { segment: u64, create: bool, offset: u64, bytes: Vec<u8>, last_index: u64, callback: LogFlushed<TypeConfig> },
+    Append { segment: u64, create: bool, offset: u64, bytes: Vec<u8>, last_index: u64, callback: FlushCallback },
     /// Cut segment `segment` at `offset` and delete the segments in `remove`.
     Truncate { segment: u64, offset: u64, remove: Vec<u64>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
     /// Persist the purge point `body`, then delete the segments in `remove`.
@@ -71,7 +71,7 @@ impl Writer {
 
     /// Runs until every sender is gone.
     pub(crate) fn run(mut self, rx: std::sync::mpsc::Receiver<Command>) {
-        let mut pending: Vec<(LogFlushed<TypeConfig>, u64)> = Vec::new();
+        let mut pending: Vec<(FlushCallback, u64)> = Vec::new();
         let mut touched: Vec<u64> = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
@@ -80,7 +80,7 @@ impl Writer {
                     Command::Append { segment, create, offset, bytes, last_index, callback } => {
                         let res = self.file(segment, create).and_then(|f| f.write_all_at(&bytes, offset));
                         if let Err(e) = res {
-                            callback.log_io_completed(Err(e));
+                            callback(Err(e));
                         } else {
                             if !touched.contains(&segment) {
                                 touched.push(segment);
@@ -99,7 +99,7 @@ impl Writer {
         }
     }
 
-    fn sync_pending(&mut self, pending: &mut Vec<(LogFlushed<TypeConfig>, u64)>, touched: &mut Vec<u64>) {
+    fn sync_pending(&mut self, pending: &mut Vec<(FlushCallback, u64)>, touched: &mut Vec<u64>) {
         if pending.is_empty() {
             return;
         }
@@ -117,7 +117,7 @@ impl Writer {
             self.shared.mark_durable(last);
         }
         for (cb, _) in pending.drain(..) {
-            cb.log_io_completed(match &result {
+            cb(match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             });

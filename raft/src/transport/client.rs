@@ -111,6 +111,29 @@ impl PeerClients {
         Ok((r.ttl, r.granted_ttl))
     }
 
+    /// Asks the leader to execute a membership change.
+    pub async fn change_membership(
+        &self,
+        leader: &MemberNode,
+        change: &crate::membership::MembershipChange,
+        timeout: Duration,
+    ) -> Result<(), RaftError> {
+        let mut request = tonic::Request::new(JsonMessage { json: serde_json::to_vec(change).expect("serialise").into() });
+        request.set_timeout(timeout);
+        let resp = self.get(leader)?.change_membership(request).await.map_err(|s| status_error(&s))?;
+        let result: Result<(), String> = serde_json::from_slice(&resp.into_inner().json)
+            .map_err(|e| RaftError::Other(format!("bad membership reply: {e}")))?;
+        result.map_err(RaftError::Membership)
+    }
+
+    /// Asks `node` to campaign until it leads.
+    pub async fn take_leadership(&self, node: &MemberNode, timeout: Duration) -> Result<(), RaftError> {
+        let mut request = tonic::Request::new(strakepb::TakeLeadershipRequest { timeout_ms: timeout.as_millis() as u64 });
+        request.set_timeout(timeout + Duration::from_secs(1));
+        self.get(node)?.take_leadership(request).await.map_err(|s| status_error(&s))?;
+        Ok(())
+    }
+
     /// Asks a member who it is.
     pub async fn member_info(&self, node: &MemberNode, timeout: Duration) -> Result<strakepb::MemberInfoResponse, RaftError> {
         let mut request = tonic::Request::new(strakepb::MemberInfoRequest {});

@@ -8,7 +8,7 @@ use openraft::{Snapshot, SnapshotMeta};
 use strake_proto::strakepb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use strake_proto::strakepb::{
     self, snapshot_chunk, JsonMessage, LeaseKeepAliveForward, MemberInfoRequest, MemberInfoResponse, ReadIndexRequest,
-    ReadIndexResponse, SnapshotChunk, WriteRequest, WriteResult,
+    ReadIndexResponse, SnapshotChunk, TakeLeadershipRequest, TakeLeadershipResponse, WriteRequest, WriteResult,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -16,6 +16,7 @@ use super::snapshot::{sync_dir_files, write_chunk};
 use super::MAX_PEER_MESSAGE_BYTES;
 use crate::codec;
 use crate::error::RaftError;
+use crate::membership::MembershipChange;
 use crate::node::RaftNode;
 use crate::types::{CheckpointDir, MemberNode, SnapshotData, Vote};
 
@@ -46,6 +47,7 @@ fn bad_request(what: &str, e: impl std::fmt::Display) -> Status {
 fn raft_status(e: RaftError) -> Status {
     match e {
         RaftError::Timeout => Status::deadline_exceeded(e.to_string()),
+        RaftError::Membership(_) => Status::failed_precondition(e.to_string()),
         RaftError::Stopped => Status::unavailable(e.to_string()),
         _ => Status::failed_precondition(e.to_string()),
     }
@@ -160,6 +162,26 @@ impl RaftPeer for PeerService {
             member_id: self.node.id(),
             cluster_id: self.node.cluster_id(),
             name: self.name.clone(),
+            membership_json: serde_json::to_vec(&self.node.membership_view()).expect("serialise").into(),
         }))
+    }
+
+    async fn change_membership(&self, request: Request<JsonMessage>) -> Result<Response<JsonMessage>, Status> {
+        let change: MembershipChange =
+            serde_json::from_slice(&request.into_inner().json).map_err(|e| bad_request("membership change", e))?;
+        match self.node.change_membership_local(change).await {
+            Ok(()) => Ok(json(&Ok::<(), String>(()))),
+            Err(RaftError::Membership(m)) => Ok(json(&Err::<(), String>(m))),
+            Err(e) => Err(raft_status(e)),
+        }
+    }
+
+    async fn take_leadership(
+        &self,
+        request: Request<TakeLeadershipRequest>,
+    ) -> Result<Response<TakeLeadershipResponse>, Status> {
+        let timeout = std::time::Duration::from_millis(request.into_inner().timeout_ms);
+        self.node.take_leadership(timeout).await.map_err(raft_status)?;
+        Ok(Response::new(TakeLeadershipResponse {}))
     }
 }

@@ -1,0 +1,296 @@
+//! Replicated strake: 3- and 5-member clusters of real processes on 127.0.0.1,
+//! driven by the real etcdctl and a gRPC client, under crashes and membership changes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{channel, json, runtime, Cluster, Member};
+use strake_proto::etcdserverpb::kv_client::KvClient;
+use strake_proto::etcdserverpb::{PutRequest, RangeRequest};
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.is_empty()).collect()
+}
+
+/// Fast elections keep the tests short; etcd's defaults are 100/1000 ms.
+const FAST: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
+
+#[test]
+fn three_members_serve_etcdctl_from_any_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &FAST);
+    c.start();
+    let leader = c.leader(Duration::from_secs(10));
+    // Every member answers, writes from followers are forwarded to the leader.
+    for (i, m) in c.members.iter().enumerate() {
+        assert_eq!(m.ctl(&["put", &format!("from{i}"), &format!("v{i}")]).trim(), "OK");
+    }
+    for m in &c.members {
+        assert_eq!(lines(&m.ctl(&["get", "from", "--prefix", "--keys-only"])), ["from0", "from1", "from2"]);
+    }
+    // Member list: three started members with names and client URLs.
+    let list = c.ctl(&["member", "list"]);
+    assert_eq!(lines(&list).len(), 3, "{list}");
+    for m in &c.members {
+        assert!(list.contains(&format!("started, {}, {}, {}, false", m.name, m.peer_url(), m.client_url())), "{list}");
+    }
+    // Status: the same leader everywhere, applied indexes converge.
+    let statuses: Vec<serde_json::Value> = c.members.iter().map(|m| m.status().unwrap()).collect();
+    let leader_id = statuses[leader]["header"]["member_id"].clone();
+    assert!(statuses.iter().all(|s| s["leader"] == leader_id));
+    // Txn, lease, watch, compaction through the three endpoints.
+    let out = common::etcdctl_stdin(&c.endpoints().join(","), &["txn"], "value(\"from0\") = \"v0\"\n\nput t ok\n\nput t bad\n\n");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+    let lease = c.ctl(&["lease", "grant", "60"]).split_whitespace().nth(1).unwrap().to_string();
+    for m in &c.members {
+        assert!(m.ctl(&["lease", "keep-alive", "--once", &lease]).contains("TTL(60)"));
+        assert!(m.ctl(&["lease", "timetolive", &lease]).contains("granted with TTL(60s)"));
+    }
+    let rev = json(&c.ctl(&["put", "last", "x", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    // Every member reaches the same history: HashKV at one revision is equal.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hashes: Vec<u64> = c.members.iter().map(|m| m.hash_kv(rev)).collect();
+        if hashes.iter().all(|h| *h == hashes[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hashes differ: {hashes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(c.ctl(&["compaction", &rev.to_string()]).contains("compacted"));
+    // Serializable reads from a follower see the replicated data.
+    let follower = (leader + 1) % 3;
+    let got = c.members[follower].ctl(&["get", "last", "--consistency=s", "--print-value-only"]);
+    assert_eq!(got.trim(), "x");
+}
+
+fn write_until_stopped(
+    rt: &tokio::runtime::Runtime,
+    ports: Vec<u16>,
+    acked: Arc<Mutex<Vec<(String, i64)>>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..6)
+        .map(|w| {
+            let ports = ports.clone();
+            let acked = acked.clone();
+            let stop = stop.clone();
+            rt.spawn(async move {
+                let mut i = 0u64;
+                let mut target = w % ports.len();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", ports[target]))
+                        .unwrap()
+                        .timeout(Duration::from_secs(10))
+                        .connect()
+                        .await
+                    else {
+                        target = (target + 1) % ports.len();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let mut kv = KvClient::new(ch);
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("w{w}/{i:06}");
+                        let req = PutRequest { key: key.clone().into(), value: "v".into(), ..Default::default() };
+                        i += 1;
+                        match kv.put(req).await {
+                            Ok(r) => acked.lock().unwrap().push((key, r.into_inner().header.unwrap().revision)),
+                            Err(_) => {
+                                target = (target + 1) % ports.len();
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+fn all_keys(port: u16, rt: &tokio::runtime::Runtime) -> HashMap<String, i64> {
+    rt.block_on(async {
+        let mut kv = KvClient::new(channel(port).await);
+        let r = kv
+            .range(RangeRequest { key: "w".into(), range_end: "x".into(), serializable: true, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        r.kvs.into_iter().map(|kv| (String::from_utf8(kv.key.to_vec()).unwrap(), kv.mod_revision)).collect()
+    })
+}
+
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write_and_it_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &[&FAST[..], &["--snapshot-count", "300"]].concat());
+    c.start();
+    let rt = runtime();
+    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<u16> = c.members.iter().map(|m| m.client_port).collect();
+    let writers = write_until_stopped(&rt, ports, acked.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    let old = c.leader(Duration::from_secs(5));
+    c.members[old].kill9();
+    let killed_at = Instant::now();
+    let new_leader = c.leader(Duration::from_secs(10));
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, old);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = rt.block_on(w);
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "only {} acknowledged writes", acked.len());
+    eprintln!("{} acknowledged writes; new leader after {failover:?}", acked.len());
+    // Wait for the survivors to apply everything, then check every acknowledged write.
+    let last_rev = acked.iter().map(|(_, r)| *r).max().unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    for &i in &survivors {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.members[i].status().unwrap()["header"]["revision"].as_i64().unwrap() < last_rev {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let keys = all_keys(c.members[i].client_port, &rt);
+        for (k, rev) in &acked {
+            assert_eq!(keys.get(k), Some(rev), "member {i} lacks acknowledged {k}@{rev}");
+        }
+    }
+    // The killed member restarts, catches up (by log or snapshot) and agrees.
+    c.members[old].start();
+    let rev = json(&c.ctl(&["put", "after", "restart", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hashes: Vec<u64> = c.members.iter().map(|m| m.hash_kv(rev)).collect();
+        if hashes.iter().all(|h| *h == hashes[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hashes differ after restart: {hashes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let keys = all_keys(c.members[old].client_port, &rt);
+    for (k, rev) in &acked {
+        assert_eq!(keys.get(k), Some(rev), "restarted member lacks {k}@{rev}");
+    }
+}
+
+#[test]
+fn five_members_survive_two_simultaneous_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 5, &FAST);
+    c.start();
+    c.ctl(&["put", "before", "1"]);
+    let leader = c.leader(Duration::from_secs(10));
+    let victims = [leader, (leader + 1) % 5];
+    for v in victims {
+        c.members[v].kill9();
+    }
+    c.leader(Duration::from_secs(10));
+    assert_eq!(c.ctl(&["put", "after", "2"]).trim(), "OK");
+    assert_eq!(lines(&c.ctl(&["get", "", "--from-key", "--keys-only"])), ["after", "before"]);
+    for v in victims {
+        c.members[v].start();
+    }
+    let rev = json(&c.ctl(&["put", "end", "3", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hashes: Vec<u64> = c.members.iter().map(|m| m.hash_kv(rev)).collect();
+        if hashes.iter().all(|h| *h == hashes[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hashes differ: {hashes:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn lease_expiry_survives_a_leader_kill_neither_early_nor_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &FAST);
+    c.start();
+    let leader = c.leader(Duration::from_secs(10));
+    let follower = (leader + 1) % 3;
+    let granted_at = Instant::now();
+    let lease = c.members[follower].ctl(&["lease", "grant", "4"]).split_whitespace().nth(1).unwrap().to_string();
+    c.members[follower].ctl(&["put", "eph", "v", "--lease", &lease]);
+    std::thread::sleep(Duration::from_millis(1000));
+    c.members[leader].kill9();
+    c.leader(Duration::from_secs(10));
+    // The new leader gives the lease a full TTL from its promotion: the key must live
+    // at least the original 4 s, and go within TTL + a few election timeouts.
+    loop {
+        let present = !c.members[follower].ctl(&["get", "eph", "--consistency=s"]).trim().is_empty();
+        let age = granted_at.elapsed();
+        if !present {
+            assert!(age >= Duration::from_secs(4), "lease expired early, after {age:?}");
+            break;
+        }
+        assert!(age < Duration::from_secs(12), "lease never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &[&FAST[..], &["--snapshot-count", "100"]].concat());
+    c.start();
+    // Enough writes that the log is purged behind snapshots: the learner needs one.
+    for i in 0..400 {
+        c.members[i % 3].ctl(&["put", &format!("k{i:04}"), "v"]);
+    }
+    let mut new = Member::single(&dir.path().join("m4"), &[&FAST[..], &["--snapshot-count", "100"]].concat());
+    new.name = "m4".into();
+    let added = c.ctl(&["member", "add", "m4", "--learner", &format!("--peer-urls={}", new.peer_url())]);
+    assert!(added.contains("added to cluster"), "{added}");
+    let mut initial: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+    initial.push(format!("m4={}", new.peer_url()));
+    new.initial_cluster = initial.join(",");
+    new.state = "existing".into();
+    new.spawn();
+    // The learner catches up: its store reaches the cluster's revision.
+    let rev = json(&c.ctl(&["get", "k0000", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = new.status() {
+            if s["header"]["revision"].as_i64().unwrap_or(0) >= rev {
+                assert_eq!(s["isLearner"], true);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "learner did not catch up; log:\n{}", new.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(new.log_text().contains("installed a snapshot"), "the learner caught up by snapshot");
+    assert_eq!(new.ctl(&["get", "k0399", "--consistency=s", "--print-value-only"]).trim(), "v");
+    let id = new.id_hex();
+    let promoted = c.ctl(&["member", "promote", &id]);
+    assert!(promoted.contains("promoted"), "{promoted}");
+    c.members.push(new);
+    let list = c.ctl(&["member", "list"]);
+    assert!(list.contains("started, m4,") && !list.contains("true"), "{list}");
+    // Remove a follower, then the leader; the cluster keeps serving.
+    let leader = c.leader(Duration::from_secs(10));
+    let follower = (leader + 1) % 4;
+    let fid = c.members[follower].id_hex();
+    assert!(c.ctl(&["member", "remove", &fid]).contains("removed"));
+    c.members[follower].kill9();
+    assert_eq!(c.ctl(&["put", "after-remove", "1"]).trim(), "OK");
+    let lid = c.members[leader].id_hex();
+    assert!(c.ctl(&["member", "remove", &lid]).contains("removed"));
+    c.members[leader].kill9();
+    c.leader(Duration::from_secs(10));
+    assert_eq!(c.ctl(&["put", "after-leader-remove", "1"]).trim(), "OK");
+    let list = c.ctl(&["member", "list"]);
+    assert_eq!(lines(&list).len(), 2, "{list}");
+    // Errors as etcd words them.
+    let out = common::etcdctl(&c.endpoints().iter().enumerate().filter(|(i, _)| *i != leader && *i != follower).map(|(_, e)| e.clone()).collect::<Vec<_>>(), &["member", "remove", "1234"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("member not found"), "{out:?}");
+}

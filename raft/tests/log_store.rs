@@ -1,0 +1,160 @@
+//! Deterministic tests of the Raft log's edge cases on real files: segment rolls,
+//! truncation across segments, purge behind segments, reopening after each, and
+//! recovery from damage.
+
+use std::sync::mpsc;
+
+use openraft::storage::{RaftLogReader, RaftLogStorage};
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use strake_proto::etcdserverpb::PutRequest;
+use strake_proto::strakepb::{write_request::Request, WriteRequest};
+use strake_raft::log::{format, LogStore};
+use strake_raft::types::{Entry, Proposal};
+
+fn entry(term: u64, index: u64, value_len: usize) -> Entry {
+    let put = PutRequest { key: format!("k{index}").into(), value: vec![b'x'; value_len].into(), ..Default::default() };
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+        payload: EntryPayload::Normal(Proposal(WriteRequest { request: Some(Request::Put(put)), proposed_at_ms: 0 })),
+    }
+}
+
+fn append(log: &LogStore, entries: Vec<Entry>) {
+    let (tx, rx) = mpsc::channel();
+    log.append_with(entries, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    rx.recv().unwrap().unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn indexes(log: &mut LogStore, rt: &tokio::runtime::Runtime) -> Vec<(u64, u64)> {
+    rt.block_on(log.try_get_log_entries(0..u64::MAX))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+        .collect()
+}
+
+fn segments(dir: &std::path::Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| format::parse_segment_name(e.unwrap().file_name().to_str().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Entries big enough that a few hundred fill a 64 MiB segment.
+const BIG: usize = 300 << 10;
+
+#[test]
+fn segments_roll_and_reopen_keeps_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let log = LogStore::open(dir.path()).unwrap();
+        for i in 0..500 {
+            append(&log, vec![entry(1, i, BIG)]);
+        }
+    }
+    assert!(segments(dir.path()).len() >= 2, "the log rolled into several segments");
+    let mut log = LogStore::open(dir.path()).unwrap();
+    let got = indexes(&mut log, &rt);
+    assert_eq!(got.len(), 500);
+    assert!(got.iter().enumerate().all(|(i, (_, idx))| *idx == i as u64));
+}
+
+#[test]
+fn truncate_across_segments_then_append_a_new_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut log = LogStore::open(dir.path()).unwrap();
+    for i in 0..500 {
+        append(&log, vec![entry(1, i, BIG)]);
+    }
+    let before = segments(dir.path());
+    // A new leader overwrites everything from index 100 (inside the first segment).
+    rt.block_on(log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 100))).unwrap();
+    assert!(segments(dir.path()).len() < before.len(), "later segments are deleted");
+    append(&log, (100..110).map(|i| entry(2, i, 10)).collect());
+    let got = indexes(&mut log, &rt);
+    assert_eq!(got.len(), 110);
+    assert_eq!(got[99], (1, 99));
+    assert_eq!(got[100], (2, 100));
+    drop(log);
+    let mut reopened = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut reopened, &rt), got);
+}
+
+#[test]
+fn purge_deletes_whole_segments_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut log = LogStore::open(dir.path()).unwrap();
+    for i in 0..500 {
+        append(&log, vec![entry(1, i, BIG)]);
+    }
+    let segs = segments(dir.path());
+    let purge_to = segs[1] + 5;
+    rt.block_on(log.purge(LogId::new(CommittedLeaderId::new(1, 1), purge_to))).unwrap();
+    assert!(!segments(dir.path()).contains(&segs[0]), "the first segment is gone");
+    let state = rt.block_on(log.get_log_state()).unwrap();
+    assert_eq!(state.last_purged_log_id.unwrap().index, purge_to);
+    let got = indexes(&mut log, &rt);
+    assert_eq!(got.first().unwrap().1, purge_to + 1);
+    drop(log);
+    let mut reopened = LogStore::open(dir.path()).unwrap();
+    let again = indexes(&mut reopened, &rt);
+    assert_eq!(again.first().unwrap().1, purge_to + 1);
+    assert_eq!(again.last().unwrap().1, 499);
+    // Purging everything, then appending, names the new segment after its first entry.
+    rt.block_on(reopened.purge(LogId::new(CommittedLeaderId::new(1, 1), 499))).unwrap();
+    append(&reopened, vec![entry(1, 500, 10)]);
+    drop(reopened);
+    let mut last = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut last, &rt), vec![(1, 500)]);
+}
+
+#[test]
+fn votes_are_durable_and_entries_beyond_the_cache_are_read_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let vote = openraft::Vote::new(7, 3);
+        rt.block_on(log.save_vote(&vote)).unwrap();
+        // More bytes than the entry cache holds: early entries are evicted from memory.
+        for i in 0..300 {
+            append(&log, vec![entry(1, i, BIG)]);
+        }
+        let got = indexes(&mut log, &rt);
+        assert_eq!(got.len(), 300);
+    }
+    let mut log = LogStore::open(dir.path()).unwrap();
+    assert_eq!(rt.block_on(log.read_vote()).unwrap(), Some(openraft::Vote::new(7, 3)));
+    let first = rt.block_on(log.try_get_log_entries(0..1)).unwrap();
+    match &first[0].payload {
+        EntryPayload::Normal(p) => match &p.0.request {
+            Some(Request::Put(put)) => assert_eq!(put.value.len(), BIG),
+            other => panic!("unexpected {other:?}"),
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_gap_between_segments_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = LogStore::open(dir.path()).unwrap();
+        for i in 0..500 {
+            append(&log, vec![entry(1, i, BIG)]);
+        }
+    }
+    let segs = segments(dir.path());
+    std::fs::remove_file(dir.path().join(format::segment_name(segs[1]))).unwrap();
+    let err = LogStore::open(dir.path()).err().expect("refuses to open").to_string();
+    assert!(err.contains("raft log corrupted"), "{err}");
+}
