@@ -240,13 +240,14 @@ fn lease_expiry_survives_a_leader_kill_neither_early_nor_lost() {
 #[test]
 fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::new(dir.path(), 3, &[&FAST[..], &["--snapshot-count", "100"]].concat());
+    let slow = ["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "20"];
+    let mut c = Cluster::new(dir.path(), 3, &[&FAST[..], &slow].concat());
     c.start();
     // Enough writes that the log is purged behind snapshots: the learner needs one.
     for i in 0..400 {
         c.members[i % 3].ctl(&["put", &format!("k{i:04}"), "v"]);
     }
-    let mut new = Member::single(&dir.path().join("m4"), &[&FAST[..], &["--snapshot-count", "100"]].concat());
+    let mut new = Member::single(&dir.path().join("m4"), &[&FAST[..], &slow].concat());
     new.name = "m4".into();
     let added = c.ctl(&["member", "add", "m4", "--learner", &format!("--peer-urls={}", new.peer_url())]);
     assert!(added.contains("added to cluster"), "{added}");

@@ -153,11 +153,9 @@ impl EtcdServer {
             Ok(config
                 .initial_cluster()?
                 .into_iter()
-                .map(|(name, urls)| {
-                    let id = ids::member_id(&urls, token, None);
-                    let own = name == config.name;
-                    (id, MemberNode { name, peer_urls: urls, client_urls: if own { client_urls.clone() } else { vec![] } })
-                })
+                // Every founding member must write the same first membership entry:
+                // client URLs are published by each member once it runs.
+                .map(|(name, urls)| (ids::member_id(&urls, token, None), MemberNode { name, peer_urls: urls, client_urls: vec![] }))
                 .collect())
         });
         let bootstrap = bootstrap.transpose()?;
@@ -169,7 +167,7 @@ impl EtcdServer {
             heartbeat: Duration::from_millis(config.heartbeat_interval),
             election_timeout: election,
             snapshot_count: config.snapshot_count,
-            snapshot_catchup_entries: 5000,
+            snapshot_catchup_entries: config.experimental_snapshot_catchup_entries,
             request_timeout: Duration::from_secs(5) + 2 * election,
             bootstrap,
         };
@@ -213,6 +211,21 @@ impl EtcdServer {
             .into_axum_router()
             .merge(http::routes(server.clone()));
 
+        let peer_router = tonic::service::Routes::new(PeerService::server(node.clone(), config.name.clone())).into_axum_router();
+        for url in split_urls(&config.listen_peer_urls) {
+            let addr = listen_addr(&url)?;
+            let listener = TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
+            tracing::info!(%url, "serving peer traffic");
+            tokio::spawn(serve::serve(listener, peer_router.clone(), shutdown_rx.clone()));
+        }
+        // Like etcd, serve clients only once this member's name and client URLs are
+        // part of the membership (which needs a leader and a quorum).
+        let attributes = MemberNode {
+            name: config.name.clone(),
+            peer_urls: server.identity.peer_urls.clone(),
+            client_urls: server.identity.client_urls.clone(),
+        };
+        node.publish_attributes(attributes).await;
         let mut client_addrs = Vec::new();
         for url in split_urls(&config.listen_client_urls) {
             let addr = listen_addr(&url)?;
@@ -229,21 +242,8 @@ impl EtcdServer {
                 tokio::spawn(serve::serve(listener, http::routes(server.clone()), shutdown_rx.clone()));
             }
         }
-        let peer_router = tonic::service::Routes::new(PeerService::server(node.clone(), config.name.clone())).into_axum_router();
-        for url in split_urls(&config.listen_peer_urls) {
-            let addr = listen_addr(&url)?;
-            let listener = TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
-            tracing::info!(%url, "serving peer traffic");
-            tokio::spawn(serve::serve(listener, peer_router.clone(), shutdown_rx.clone()));
-        }
         tokio::spawn(crate::auto_compact::run(server.clone(), config.auto_compaction()?));
-        let attributes = MemberNode {
-            name: config.name.clone(),
-            peer_urls: server.identity.peer_urls.clone(),
-            client_urls: server.identity.client_urls.clone(),
-        };
-        let publisher = node.clone();
-        tokio::spawn(async move { publisher.publish_attributes(attributes).await });
+
         tracing::info!(
             name = %config.name,
             member_id = %format!("{:x}", identity_file.member_id),

@@ -2,8 +2,10 @@
 //!
 //! Compacting at `C` is logical at once (reads and watches below `C` fail with
 //! `ErrCompacted`) and physical in the background: for every key written in
-//! `(previous compaction, C]`, every version older than its newest version `<= C`
-//! is deleted, and that newest version too when it is a tombstone. The `rev` index
+//! `[previous compaction, C]`, every version older than its newest version `<= C`
+//! is deleted, and that newest version too when it is a tombstone below `C` (a
+//! tombstone at exactly `C` stays, as in etcd since #18274, so a watcher starting at
+//! `C` still receives the deletion; the next compaction removes it). The `rev` index
 //! entries of deleted versions go in the same batch. A key's versions are always
 //! removed in one batch, so readers never see an older version resurface. Progress
 //! is persisted (`META_COMPACT_FINISHED`); after a crash the work resumes, and every
@@ -28,7 +30,8 @@ pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
 /// Physically removes the history below `target`, given that everything below
 /// `finished` is already gone. Persists `target` as finished at the end.
 pub fn compact_physically(engine: &Engine, finished: i64, target: i64) -> Result<()> {
-    let mut cursor = Revision { main: finished.max(0) + 1, sub: 0 };
+    // From `finished` itself: a tombstone kept at the previous target goes now.
+    let mut cursor = Revision { main: finished.max(0), sub: 0 };
     loop {
         let (keys, next) = keys_written_between(engine, cursor, target)?;
         let mut batch = WriteBatch::default();
@@ -70,7 +73,7 @@ fn keys_written_between(engine: &Engine, from: Revision, target: i64) -> Result<
 }
 
 /// Adds to `batch` the deletion of every version of `key` that compaction at
-/// `target` discards.
+/// `target` discards (a tombstone at `target` itself is kept, see the module doc).
 fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<()> {
     let prefix = keycodec::encode(key);
     let mut it = engine.iter(CF_KV, None);
@@ -82,7 +85,7 @@ fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut Write
             break;
         }
         let (_, rev) = schema::split_kv_key(raw)?;
-        let keep = newest && !schema::is_tombstone(it.value().expect("valid iterator"));
+        let keep = newest && (rev.main == target || !schema::is_tombstone(it.value().expect("valid iterator")));
         if !keep {
             batch.delete_cf(engine.cf(CF_KV), raw);
             batch.delete_cf(engine.cf(CF_REV), schema::rev_key(rev));
@@ -95,7 +98,9 @@ fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut Write
 }
 
 /// Whether compaction at `compacted` discards the version at `rev` of a key, given
-/// whether it is the key's newest version `<= compacted` and whether it is a tombstone.
+/// whether it is the key's newest version `<= compacted` and whether it is a tombstone,
+/// as HashKV counts it: a tombstone at `compacted` itself is not counted, whether or
+/// not physical compaction keeps it (etcd's kvHasher does the same).
 pub fn is_discarded(rev: i64, compacted: i64, newest_at_or_below: bool, tombstone: bool) -> bool {
     rev <= compacted && (!newest_at_or_below || tombstone)
 }

@@ -416,6 +416,9 @@ impl Store {
         let upper = schema::rev_key(crate::revision::Revision { main: to + 1, sub: 0 }).to_vec();
         let mut it = engine.iter(CF_REV, Some(upper));
         it.seek(schema::rev_key(crate::revision::Revision { main: from, sub: 0 }));
+        // etcd reads an event's prev_kv at `rev - 1`, compacted for an event at the
+        // compaction revision: it has none then (also before physical compaction ran).
+        let compacted = self.compact_revision();
         let mut events = Vec::new();
         let mut scanned_to = to;
         let mut last_main = from - 1;
@@ -428,7 +431,7 @@ impl Store {
             last_main = rev.main;
             let key = it.value().expect("valid iterator");
             if range.contains(key) {
-                events.push(self.event_at(key, rev, prev_kv)?);
+                events.push(self.event_at(key, rev, prev_kv && rev.main > compacted)?);
             }
             it.next();
         }

@@ -45,7 +45,7 @@ fn spec(keys: &KeySel, start_revision: i64, prev_kv: bool, no_put: bool, no_dele
 /// compacted when `rev` is the compaction revision).
 fn expected(model: &Model, w: &WatchSpec, from: i64, to: i64, no_prev_at: Option<i64>) -> Vec<Event> {
     let mut out = vec![];
-    for (rev, events) in model.events.range(from..=to) {
+    for (rev, events) in model.events.range(from..).take_while(|(rev, _)| **rev <= to) {
         for e in events {
             let kv = e.kv.as_ref().unwrap();
             let is_put = e.r#type == EventType::Put as i32;
@@ -197,8 +197,10 @@ proptest! {
 fn write_revisions(store: &Store, model: &mut Model, revisions: i64) {
     let target = model.rev() + revisions;
     let mut marker = 1_000_000;
+    let mut seed = model.rev() as u64;
     while model.rev() < target {
-        for step in deterministic_writes(64) {
+        seed += 1;
+        for step in deterministic_writes(64, seed) {
             if model.rev() >= target {
                 break;
             }

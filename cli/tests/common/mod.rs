@@ -36,6 +36,7 @@ pub fn strake_bin() -> PathBuf {
 impl Member {
     /// A single-member cluster in `dir`, not started yet.
     pub fn single(dir: &Path, extra_args: &[&str]) -> Member {
+        std::fs::create_dir_all(dir).expect("member directory");
         let peer_port = free_port();
         let name = "m1".to_string();
         Member {

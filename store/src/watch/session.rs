@@ -227,10 +227,12 @@ impl WatchSession {
                     }
                 }
             }
-            // Caught up to `target`: rejoin the hub if nothing was published since.
+            // Caught up to `target`: rejoin the hub unless something was published
+            // since. `next` may lie beyond `published + 1` (a future start revision,
+            // or after a restore): the hub only offers revisions from the start on.
             let hub = self.store.hub();
             let mut state = hub.state.lock();
-            if state.published != next - 1 {
+            if state.published >= next {
                 continue;
             }
             self.shared.unsynced.lock().retain(|(id, _)| *id != watch_id);

@@ -782,10 +782,14 @@ pub fn apply_step(store: &strake_store::Store, model: &mut Model, step: &Step, m
     assert_eq!(got, model.apply(&req), "{req:?}");
 }
 
-/// `n` write steps drawn deterministically (same on every run).
-pub fn deterministic_writes(n: usize) -> Vec<Step> {
+/// `n` write steps drawn deterministically from `seed` (the same on every run).
+pub fn deterministic_writes(n: usize, seed: u64) -> Vec<Step> {
     use proptest::strategy::ValueTree;
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let strategy = proptest::collection::vec(write_step(), n);
     strategy.new_tree(&mut runner).expect("generate").current()
 }
