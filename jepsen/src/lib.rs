@@ -1,1 +1,9 @@
-//! placeholder
+//! strake-jepsen: a Jepsen-style harness for any etcd v3 cluster.
+//!
+//! It is a pure client: cluster control starts and signals server processes, faults are
+//! injected from outside (signals, a TCP proxy on peer links), and everything else
+//! speaks the etcd v3 API. It never links the store.
+//!
+//! * [`net`]: fault-injecting peer-link proxy.
+
+pub mod net;

@@ -55,7 +55,8 @@ pub fn check_delete(req: &DeleteRangeRequest) -> Result<()> {
 }
 
 /// Validates a Txn before it is proposed: at most `max_ops` compares and ops per
-/// branch (recursively), every op well-formed, and no key written twice on any path.
+/// branch (a nested txn gets what its parent left), every compare and op
+/// well-formed, and no key written twice on any path.
 pub fn check_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
     check_txn_ops(req, max_ops)?;
     check_intervals(&req.success)?;
@@ -63,17 +64,23 @@ pub fn check_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
     Ok(())
 }
 
+/// etcd's `checkTxnRequest`/`checkRequestOp`.
 fn check_txn_ops(req: &TxnRequest, max_ops: usize) -> Result<()> {
-    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
+    let used = req.compare.len().max(req.success.len()).max(req.failure.len());
+    if used > max_ops {
         return Err(StoreError::TooManyOps);
+    }
+    if req.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(StoreError::EmptyKey);
     }
     for op in req.success.iter().chain(&req.failure) {
         match &op.request {
             Some(Request::RequestRange(r)) => check_range(r)?,
             Some(Request::RequestPut(r)) => check_put(r)?,
             Some(Request::RequestDeleteRange(r)) => check_delete(r)?,
-            Some(Request::RequestTxn(t)) => check_txn_ops(t, max_ops)?,
-            None => {}
+            Some(Request::RequestTxn(t)) => check_txn_ops(t, max_ops - used)?,
+            // An empty op: etcd answers ErrGRPCKeyNotFound.
+            None => return Err(StoreError::KeyNotFound),
         }
     }
     Ok(())

@@ -73,6 +73,14 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
                         continue;
                     }
                     prop_assert_eq!(checked, Ok(()), "step {}: {:?}", i, req);
+                    if is_read_only(&req) {
+                        // The local (serializable) path for read-only txns.
+                        let got = match store.read_txn(&req) {
+                            Ok(t) => R::Txn(t),
+                            Err(e) => R::Error(strake_store::store::error_result(&e)),
+                        };
+                        prop_assert_eq!(got, model.clone().apply(&wr(W::Txn(req.clone()))), "read_txn {:?}", req);
+                    }
                 }
                 let req = write_request(step, current).expect("a write");
                 let marker = (i as u64).to_be_bytes().to_vec();
@@ -91,6 +99,15 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
     drop(store);
     let store = open(dir.path());
     check_everything(&store, &model)
+}
+
+/// etcd's `IsTxnReadonly`: no put or delete in any branch, nested ones included.
+fn is_read_only(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(Op::RequestRange(_)) | None => true,
+        Some(Op::RequestTxn(n)) => is_read_only(n),
+        Some(_) => false,
+    })
 }
 
 fn cases() -> u32 {
@@ -236,4 +253,33 @@ fn lease_revoke_after_reopen() {
     assert_eq!(store.revision(), 6);
     assert_eq!(store.range(&range_all(0)), model.range(&range_all(0)));
     assert_eq!(model.events[&6].len(), 2);
+}
+
+/// etcd's `checkTxnRequest`: at most `max` compares or ops per branch, a nested txn
+/// gets the budget its parent left; compares need a key; an empty op is refused
+/// ("key not found").
+#[test]
+fn check_txn_limits_are_etcds() {
+    use strake_proto::etcdserverpb::Compare;
+    use strake_store::txn::check_txn;
+    let put = |k: usize| RequestOp {
+        request: Some(Op::RequestPut(PutRequest { key: Bytes::from(format!("k{k}")), ..Default::default() })),
+    };
+    let puts = |n: usize, from: usize| (from..from + n).map(put).collect::<Vec<_>>();
+    let txn = |success: Vec<RequestOp>| TxnRequest { success, ..Default::default() };
+    assert_eq!(check_txn(&txn(puts(128, 0)), 128), Ok(()));
+    assert_eq!(check_txn(&txn(puts(129, 0)), 128), Err(StoreError::TooManyOps));
+    let compares = vec![Compare { key: "c".into(), ..Default::default() }; 129];
+    assert_eq!(check_txn(&TxnRequest { compare: compares, ..Default::default() }, 128), Err(StoreError::TooManyOps));
+    // 100 ops at the top leave 28 for a nested txn.
+    let nested = |n: usize| {
+        let mut ops = puts(99, 0);
+        ops.push(RequestOp { request: Some(Op::RequestTxn(txn(puts(n, 1000)))) });
+        txn(ops)
+    };
+    assert_eq!(check_txn(&nested(28), 128), Ok(()));
+    assert_eq!(check_txn(&nested(29), 128), Err(StoreError::TooManyOps));
+    let empty_key = TxnRequest { compare: vec![Compare::default()], ..Default::default() };
+    assert_eq!(check_txn(&empty_key, 128), Err(StoreError::EmptyKey));
+    assert_eq!(check_txn(&txn(vec![RequestOp { request: None }]), 128), Err(StoreError::KeyNotFound));
 }

@@ -416,3 +416,37 @@ fn future_watcher_survives_restore() {
     let events = rx.recv_timeout(STEP_TIMEOUT).expect("the watcher delivers").unwrap();
     assert_eq!(events, expected(&model, &w, start, start + 2, None));
 }
+
+/// A consumer that fell behind and whose next revision is then compacted gets the
+/// events that were already queued, in order, then the cancellation.
+#[tokio::test]
+async fn slow_consumer_overtaken_by_compaction_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut model = Model::default();
+    write_revisions(&store, &mut model, 10);
+    let mut session = WatchSession::new(store.clone());
+    let all = spec(&KeySel::All, 0, true, false, false);
+    let start = model.rev() + 1;
+    session.create(1, all.clone()).unwrap();
+    write_revisions(&store, &mut model, SESSION_CHANNEL_CAPACITY as i64 + 500);
+    let compact_at = model.rev() - 10;
+    let req = wr(W::Compaction(CompactionRequest { revision: compact_at, physical: false }));
+    assert_eq!(store.apply(&req, b"m").unwrap(), model.apply(&req));
+    let want = expected(&model, &all, start, model.rev(), None);
+    let mut got = vec![];
+    loop {
+        match next(&mut session).await {
+            SessionMessage::Events { watch_id: 1, events } => got.extend(events),
+            SessionMessage::Compacted { watch_id: 1, compact_revision } => {
+                assert_eq!(compact_revision, compact_at);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(got.len() >= SESSION_CHANNEL_CAPACITY, "the queued events come first");
+    assert_eq!(&got[..], &want[..got.len()], "a gapless prefix of the history");
+    assert!(rev_of(got.last().unwrap()) < compact_at);
+    assert!(session.is_empty());
+}

@@ -395,3 +395,46 @@ impl Member {
         json(&out)[0]["HashKV"]["hash"].as_u64().unwrap()
     }
 }
+
+/// A cluster whose peer links go through fault-injecting proxies.
+pub struct ProxiedCluster {
+    pub cluster: Cluster,
+    pub links: std::sync::Arc<strake_jepsen::net::proxy::LinkTable>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl ProxiedCluster {
+    /// `n` members; each advertises a proxy in front of its real peer port.
+    pub fn new(dir: &Path, n: usize, extra_args: &[&str]) -> ProxiedCluster {
+        let mut cluster = Cluster::new(dir, n, extra_args);
+        let rt = runtime();
+        let links = std::sync::Arc::new(strake_jepsen::net::proxy::LinkTable::default());
+        for (i, m) in cluster.members.iter_mut().enumerate() {
+            let target: std::net::SocketAddr = format!("127.0.0.1:{}", m.peer_port).parse().unwrap();
+            let proxy = rt
+                .block_on(strake_jepsen::net::proxy::LinkProxy::start("127.0.0.1:0".parse().unwrap(), target, i, links.clone()))
+                .expect("proxy");
+            m.advertised_peer_port = Some(proxy.listen.port());
+        }
+        let initial: Vec<String> = cluster.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        for m in &mut cluster.members {
+            m.initial_cluster = initial.join(",");
+        }
+        ProxiedCluster { cluster, links, _rt: rt }
+    }
+
+    /// Starts every member and registers its process with the link table.
+    pub fn start(&mut self) {
+        self.cluster.start();
+        self.register();
+    }
+
+    /// Tells the proxies which process is which member (after any restart).
+    pub fn register(&self) {
+        for (i, m) in self.cluster.members.iter().enumerate() {
+            if m.is_running() {
+                self.links.set_pid(m.pid(), i);
+            }
+        }
+    }
+}

@@ -115,8 +115,7 @@ impl LinkProxy {
             while let Ok((client, peer)) = listener.accept().await {
                 let table = table.clone();
                 tokio::spawn(async move {
-                    let src = table.member_of(peer, listen);
-                    serve(client, target, src, dst, table).await;
+                    serve(client, peer, listen, target, dst, table).await;
                 });
             }
         });
@@ -124,8 +123,12 @@ impl LinkProxy {
     }
 }
 
-async fn serve(mut client: TcpStream, target: SocketAddr, src: Option<usize>, dst: usize, table: Arc<LinkTable>) {
+/// Forwards one connection, re-checking the link whenever the table changes. The
+/// source member is resolved again while unknown (the connection may predate the
+/// registration of the process).
+async fn serve(mut client: TcpStream, peer: SocketAddr, listen: SocketAddr, target: SocketAddr, dst: usize, table: Arc<LinkTable>) {
     let mut epoch = table.epoch.subscribe();
+    let mut src = table.member_of(peer, listen);
     // A cut link: hold the connection open, forward nothing, close once healed.
     while table.is_blocked(src, dst) {
         if epoch.changed().await.is_err() {
@@ -145,7 +148,13 @@ async fn serve(mut client: TcpStream, target: SocketAddr, src: Option<usize>, ds
         tokio::select! {
             _ = &mut copy => return,
             changed = epoch.changed() => {
-                if changed.is_err() || table.is_blocked(src, dst) {
+                if changed.is_err() {
+                    return;
+                }
+                if src.is_none() {
+                    src = table.member_of(peer, listen);
+                }
+                if table.is_blocked(src, dst) {
                     return;
                 }
             }
