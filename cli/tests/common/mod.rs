@@ -438,3 +438,52 @@ impl ProxiedCluster {
         }
     }
 }
+
+/// What etcdctl tests need of a deployment: its endpoints and members.
+pub struct Target {
+    /// Client endpoints (host:port).
+    pub endpoints: Vec<String>,
+    /// (name, peer URL, client URL) of each member.
+    pub members: Vec<(String, String, String)>,
+}
+
+impl Target {
+    /// All endpoints, comma-separated.
+    pub fn endpoint(&self) -> String {
+        self.endpoints.join(",")
+    }
+
+    /// etcdctl against every endpoint.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.endpoints, args)
+    }
+
+    /// etcdctl that must succeed; returns stdout.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+}
+
+impl Member {
+    /// This member as a test target.
+    pub fn target(&self) -> Target {
+        Target { endpoints: vec![self.endpoint()], members: vec![(self.name.clone(), self.peer_url(), self.client_url())] }
+    }
+}
+
+impl Cluster {
+    /// The whole cluster as a test target.
+    pub fn target(&self) -> Target {
+        Target {
+            endpoints: self.endpoints(),
+            members: self.members.iter().map(|m| (m.name.clone(), m.peer_url(), m.client_url())).collect(),
+        }
+    }
+}

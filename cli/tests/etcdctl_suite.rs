@@ -1,21 +1,47 @@
-//! Real etcdctl (Debian's etcd-client) against a single-member `strake etcd`:
-//! every command family etcd users rely on.
+//! Real etcdctl (Debian's etcd-client) against `strake etcd`: every command family
+//! etcd users rely on, against a single member and against a 3-member cluster with
+//! etcdctl given all three endpoints.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{b64, etcdctl_stdin, http_get, json, Member};
+use common::{etcdctl_stdin, http_get, json, Cluster, Member, Target};
+
+/// Runs `suite` against a fresh single member.
+fn single(suite: fn(&Target, &std::path::Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    suite(&m.target(), dir.path());
+}
+
+/// Runs `suite` against a fresh 3-member cluster.
+fn three(suite: fn(&Target, &std::path::Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &["--heartbeat-interval", "50", "--election-timeout", "500"]);
+    c.start();
+    suite(&c.target(), dir.path());
+}
+
+macro_rules! suite_tests {
+    ($($suite:ident),* $(,)?) => {
+        mod single_member {
+            $(#[test] fn $suite() { super::single(super::$suite) })*
+        }
+        mod three_members {
+            $(#[test] fn $suite() { super::three(super::$suite) })*
+        }
+    };
+}
+
+suite_tests!(kv_commands, watch_commands, lease_commands, maintenance_commands, lock_and_election);
 
 fn lines(s: &str) -> Vec<&str> {
     s.lines().filter(|l| !l.is_empty()).collect()
 }
 
-#[test]
-fn kv_commands_behave_like_etcd() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::single(dir.path(), &[]);
-    m.start();
+fn kv_commands(m: &Target, _dir: &std::path::Path) {
     assert_eq!(m.ctl(&["put", "a", "1"]).trim(), "OK");
     for (k, v) in [("b", "2"), ("b1", "3"), ("c", "4")] {
         m.ctl(&["put", k, v]);
@@ -68,11 +94,7 @@ fn kv_commands_behave_like_etcd() {
     assert_eq!(lines(&m.ctl(&["get", "a"])), ["a", "10"]);
 }
 
-#[test]
-fn watch_streams_events_in_order_with_prev_kv_and_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::single(dir.path(), &[]);
-    m.start();
+fn watch_commands(m: &Target, _dir: &std::path::Path) {
     let watcher = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .args([&format!("--endpoints={}", m.endpoint()), "watch", "w", "--prefix", "--prev-kv"])
@@ -104,11 +126,7 @@ fn watch_streams_events_in_order_with_prev_kv_and_history() {
     assert_eq!(lines(&text), ["PUT", "w1", "a", "PUT", "w1", "c", "DELETE", "w1"], "replay:\n{text}");
 }
 
-#[test]
-fn leases_grant_attach_keepalive_revoke_and_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::single(dir.path(), &[]);
-    m.start();
+fn lease_commands(m: &Target, _dir: &std::path::Path) {
     let granted = m.ctl(&["lease", "grant", "30"]);
     let id = granted.split_whitespace().nth(1).expect("lease id").to_string();
     assert!(granted.contains("granted with TTL(30s)"), "{granted}");
@@ -137,17 +155,18 @@ fn leases_grant_attach_keepalive_revoke_and_expire() {
     assert!(start.elapsed() >= Duration::from_millis(1500), "lease expired early: {:?}", start.elapsed());
 }
 
-#[test]
-fn maintenance_and_cluster_commands() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::single(dir.path(), &[]);
-    m.start();
+fn maintenance_commands(m: &Target, dir: &std::path::Path) {
     m.ctl(&["put", "k", "v"]);
     let status = json(&m.ctl(&["endpoint", "status", "-w", "json"]));
-    let s = &status[0]["Status"];
-    assert_eq!(s["leader"], s["header"]["member_id"]);
-    assert!(s["version"].as_str().unwrap() >= "3.5.13");
-    assert!(s["raftIndex"].as_u64().unwrap() >= 2);
+    let statuses: Vec<&serde_json::Value> = status.as_array().unwrap().iter().map(|e| &e["Status"]).collect();
+    assert_eq!(statuses.len(), m.endpoints.len());
+    let leader = &statuses[0]["leader"];
+    assert!(statuses.iter().all(|s| &s["leader"] == leader), "one leader everywhere");
+    assert!(statuses.iter().any(|s| &s["header"]["member_id"] == leader), "the leader is a member");
+    for s in &statuses {
+        assert!(s["version"].as_str().unwrap() >= "3.5.13");
+        assert!(s["raftIndex"].as_u64().unwrap() >= 2);
+    }
     let health = m.etcdctl(&["endpoint", "health"]);
     assert!(health.status.success());
     // etcdctl 3.4 prints the health line on stderr.
@@ -159,9 +178,13 @@ fn maintenance_and_cluster_commands() {
     let h3 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
     assert_ne!(h1[0]["HashKV"]["hash"], h3[0]["HashKV"]["hash"]);
     let members = m.ctl(&["member", "list"]);
-    assert!(members.contains(&format!("started, m1, {}, {}, false", m.peer_url(), m.client_url())), "{members}");
-    let snap = dir.path().join("snap.db");
-    assert!(m.ctl(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
+    for (name, peer, client) in &m.members {
+        assert!(members.contains(&format!("started, {name}, {peer}, {client}, false")), "{members}");
+    }
+    // etcdctl takes a snapshot from exactly one endpoint.
+    let snap = dir.join("snap.db");
+    let one = Target { endpoints: vec![m.endpoints[0].clone()], members: vec![] };
+    assert!(one.ctl(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
     let bytes = std::fs::read(&snap).unwrap();
     assert!(bytes.len() > 1000);
     let (body, trailer) = bytes.split_at(bytes.len() - 32);
@@ -172,14 +195,10 @@ fn maintenance_and_cluster_commands() {
     assert_eq!(lines(&m.ctl(&["get", "k", "--print-value-only"])), ["v2"]);
 }
 
-#[test]
-fn lock_and_election_between_two_contenders() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = Member::single(dir.path(), &[]);
-    m.start();
+fn lock_and_election(m: &Target, dir: &std::path::Path) {
     let ep = format!("--endpoints={}", m.endpoint());
     // Contender 1 holds the lock for 1.5 s; contender 2 must wait for it.
-    let script = dir.path().join("hold.sh");
+    let script = dir.join("hold.sh");
     std::fs::write(&script, "#!/bin/sh\ndate +%s.%N\nsleep 1.5\ndate +%s.%N\n").unwrap();
     let first = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
@@ -256,5 +275,4 @@ fn http_endpoints() {
     let (_, metrics) = http_get(m.client_port, "/metrics").unwrap();
     assert!(metrics.contains("etcd_server_has_leader 1"), "{metrics}");
     assert!(metrics.contains("etcd_server_is_leader 1"));
-    let _ = b64;
 }
