@@ -295,3 +295,56 @@ fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
     let out = common::etcdctl(&c.endpoints().iter().enumerate().filter(|(i, _)| *i != leader && *i != follower).map(|(_, e)| e.clone()).collect::<Vec<_>>(), &["member", "remove", "1234"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("member not found"), "{out:?}");
 }
+
+#[test]
+fn a_watch_resumed_on_another_member_gets_exactly_the_missed_events() {
+    use strake_proto::etcdserverpb::watch_client::WatchClient;
+    use strake_proto::etcdserverpb::watch_request::RequestUnion;
+    use strake_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &FAST);
+    c.start();
+    let rt = runtime();
+    let watch_from = |port: u16, start: i64, want: usize| -> Vec<(String, i64)> {
+        rt.block_on(async {
+            let mut client = WatchClient::new(channel(port).await);
+            let req = WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: "r/".into(),
+                    range_end: "r0".into(),
+                    start_revision: start,
+                    ..Default::default()
+                })),
+            };
+            let mut stream = client.watch(tokio_stream::iter(vec![req]).chain(tokio_stream::pending())).await.unwrap().into_inner();
+            let mut seen = Vec::new();
+            while seen.len() < want {
+                let msg = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+                for e in msg.events {
+                    let kv = e.kv.unwrap();
+                    seen.push((String::from_utf8(kv.key.to_vec()).unwrap(), kv.mod_revision));
+                }
+            }
+            seen
+        })
+    };
+    use tokio_stream::StreamExt;
+    let mut revs = Vec::new();
+    for i in 0..10 {
+        let j = json(&c.members[i % 3].ctl(&["put", &format!("r/{i}"), "v", "-w", "json"]));
+        revs.push(j["header"]["revision"].as_i64().unwrap());
+    }
+    // A watcher on member 0 saw the first four events, then "disconnected".
+    let first: Vec<(String, i64)> = watch_from(c.members[0].client_port, revs[0], 4).into_iter().take(4).collect();
+    assert_eq!(first.len(), 4);
+    // The leader changes; the watcher resumes at last seen + 1 on another member.
+    let leader = c.leader(Duration::from_secs(5));
+    c.members[leader].kill9();
+    c.leader(Duration::from_secs(10));
+    let other = (0..3).find(|i| *i != leader && *i != 0).unwrap_or((leader + 1) % 3);
+    let mut resumed = watch_from(c.members[other].client_port, first[3].1 + 1, 6);
+    resumed.truncate(6);
+    let expected: Vec<(String, i64)> = (4..10).map(|i| (format!("r/{i}"), revs[i])).collect();
+    assert_eq!(resumed, expected);
+}
