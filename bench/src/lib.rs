@@ -15,6 +15,6 @@ pub mod cli;
 pub mod client;
 pub mod compare;
 pub mod report;
+pub mod plot;
 pub mod runner;
-pub mod servers;
 pub mod workload;

@@ -88,12 +88,13 @@ pub async fn preload(pool: &Pool, workload: Workload, keys: &KeySpec, conns: usi
     } else {
         keys.key_space
     };
-    let key_of = |n: u64| {
+    let spec = keys.clone();
+    let key_of = move |n: u64| {
         if workload == Workload::K8sMix {
-            let per = workload::k8s_objects(keys);
+            let per = workload::k8s_objects(&spec);
             workload::k8s_key((n / per) as usize, n % per)
         } else {
-            keys.key(n)
+            spec.key(n)
         }
     };
     const BATCH: u64 = 100;
@@ -103,8 +104,6 @@ pub async fn preload(pool: &Pool, workload: Workload, keys: &KeySpec, conns: usi
             let mut kv = pool.kv(i);
             let next = next.clone();
             let value = keys.value();
-            let keys: Vec<Vec<u8>> = Vec::new();
-            let _ = keys;
             let key_of = key_of.clone();
             tokio::spawn(async move {
                 loop {

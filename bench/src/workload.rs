@@ -162,6 +162,11 @@ pub struct Counters {
     pub next_object: AtomicU64,
 }
 
+/// A uniform random number in `0..n` (the thread RNG is not held across awaits).
+fn below(n: u64) -> u64 {
+    rand::rng().random_range(0..n.max(1))
+}
+
 /// One operation of `workload` by client `client`.
 pub async fn run_op(
     workload: Workload,
@@ -173,10 +178,9 @@ pub async fn run_op(
     state: &mut ClientState,
     counters: &Arc<Counters>,
 ) -> Result<(), tonic::Status> {
-    let mut rng = rand::rng();
     match workload {
         Workload::Put => {
-            let k = spec.key(rng.random_range(0..spec.key_space));
+            let k = spec.key(below(spec.key_space));
             kv.put(PutRequest { key: k.into(), value: spec.value().into(), ..Default::default() }).await?;
         }
         Workload::PutSeq => {
@@ -184,7 +188,7 @@ pub async fn run_op(
             kv.put(PutRequest { key: spec.key(n).into(), value: spec.value().into(), ..Default::default() }).await?;
         }
         Workload::RangeLinear | Workload::RangeSerial => {
-            let k = spec.key(rng.random_range(0..spec.key_space));
+            let k = spec.key(below(spec.key_space));
             let serializable = workload == Workload::RangeSerial;
             kv.range(RangeRequest { key: k.into(), serializable, ..Default::default() }).await?;
         }
@@ -192,13 +196,13 @@ pub async fn run_op(
             // Each client owns the keys congruent to its number: updates rarely conflict,
             // as with kube-apiserver objects.
             let per_client = (spec.key_space / clients as u64).max(1);
-            let n = (rng.random_range(0..per_client) * clients as u64 + client as u64) % spec.key_space;
+            let n = (below(per_client) * clients as u64 + client as u64) % spec.key_space;
             cas_update(kv, spec.key(n), spec.value(), state).await?;
         }
         Workload::TxnMixed => {
-            let a = spec.key(rng.random_range(0..spec.key_space));
-            let b = spec.key(rng.random_range(0..spec.key_space));
-            let c = spec.key(rng.random_range(0..spec.key_space));
+            let a = spec.key(below(spec.key_space));
+            let b = spec.key(below(spec.key_space));
+            let c = spec.key(below(spec.key_space));
             let txn = TxnRequest {
                 compare: vec![Compare {
                     result: CompareResult::Greater as i32,
@@ -287,18 +291,17 @@ async fn k8s_op(
     state: &mut ClientState,
     counters: &Arc<Counters>,
 ) -> Result<(), tonic::Status> {
-    let mut rng = rand::rng();
-    let r = rng.random_range(0..K8S_RESOURCES.len());
+    let r = below(K8S_RESOURCES.len() as u64) as usize;
     let objects = k8s_objects(spec);
-    let dice = rng.random_range(0..100);
+    let dice = below(100);
     if dice < 5 {
         // A paged list: one page of 500 with the count, as the apiserver pages.
         let prefix = format!("{K8S_PREFIX}{}/", K8S_RESOURCES[r]).into_bytes();
-        let start = k8s_key(r, rng.random_range(0..objects));
+        let start = k8s_key(r, below(objects));
         kv.range(RangeRequest { key: start.into(), range_end: prefix_end(&prefix).into(), limit: 500, ..Default::default() })
             .await?;
     } else if dice < 65 {
-        let n = rng.random_range(0..objects);
+        let n = below(objects);
         cas_update(kv, k8s_key(r, n), spec.value(), state).await?;
     } else if dice < 80 {
         let n = objects + counters.next_object.fetch_add(1, Ordering::Relaxed) * 7 + client as u64;
@@ -306,7 +309,7 @@ async fn k8s_op(
         kv.txn(TxnRequest { compare: vec![mod_is(&key, 0)], success: vec![put_op(key, spec.value())], failure: vec![] })
             .await?;
     } else {
-        let n = rng.random_range(0..objects);
+        let n = below(objects);
         kv.range(RangeRequest { key: k8s_key(r, n).into(), ..Default::default() }).await?;
     }
     Ok(())

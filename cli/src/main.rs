@@ -58,7 +58,7 @@ fn run_etcd(args: Vec<String>) -> ExitCode {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: strake <command> [args]\n\ncommands:\n  etcd     run an etcd-compatible member (etcd's flags)\n  jepsen   linearizability harness\n  version  print the version"
+        "usage: strake <command> [args]\n\ncommands:\n  etcd     run an etcd-compatible member (etcd's flags)\n  bench    load generator and strake-vs-etcd comparison\n  jepsen   linearizability harness\n  version  print the version"
     );
     ExitCode::from(2)
 }
@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     match command.as_str() {
         "etcd" => run_etcd(args),
         "jepsen" => strake_jepsen_cli(args),
+        "bench" => strake_bench::cli::main(args.into_iter().skip(1).collect()),
         "version" | "--version" => {
             println!("strake {} (etcd API {})", env!("CARGO_PKG_VERSION"), strake_server::context::ETCD_VERSION);
             ExitCode::SUCCESS

@@ -4,6 +4,8 @@
 //! injected from outside (signals, a TCP proxy on peer links), and everything else
 //! speaks the etcd v3 API. It never links the store.
 //!
+//! * [`cluster`]: cluster control (start, stop, kill, pause, wipe) for strake or etcd.
 //! * [`net`]: fault-injecting peer-link proxy.
 
+pub mod cluster;
 pub mod net;

@@ -25,7 +25,11 @@ fn wr(request: W) -> WriteRequest {
 }
 
 fn put(key: &str, value: &str) -> W {
-    W::Put(PutRequest { key: Bytes::from(key.to_string()), value: Bytes::from(value.to_string()), ..Default::default() })
+    W::Put(PutRequest {
+        key: Bytes::from(key.to_string()),
+        value: Bytes::from(value.to_string()),
+        ..Default::default()
+    })
 }
 
 fn delete(key: &str) -> W {
@@ -83,8 +87,7 @@ fn expected_versions(model: &Model, compacted: i64) -> Stored {
     for (key, versions) in all {
         let newest_below = versions.iter().rfind(|(rev, _)| *rev <= compacted).copied();
         for (rev, tombstone) in versions {
-            let keep = rev > compacted
-                || (Some((rev, tombstone)) == newest_below && (!tombstone || rev == compacted));
+            let keep = rev > compacted || (Some((rev, tombstone)) == newest_below && (!tombstone || rev == compacted));
             if keep {
                 out.insert((key.clone(), rev, tombstone));
             }
@@ -118,9 +121,9 @@ fn churn(store: &Store, model: &mut Model) -> i64 {
     };
     for round in 0..12 {
         for i in 0..40 {
-            if (i + round) % 7 == 0 {
+            if (i + round) % 7 == 6 {
                 step(model, delete(&format!("key{i:02}")));
-            } else if i % 3 != 0 || round % 4 == 0 {
+            } else if i % 3 != 2 || round % 4 == 3 {
                 step(model, put(&format!("key{i:02}"), &format!("r{round}")));
             }
         }
@@ -196,8 +199,11 @@ async fn hash_is_stable_while_physical_compaction_runs() {
     let txn = |round: usize, first: usize| {
         let success = (first..first + 1000)
             .map(|i| {
-                let op = if (i + round) % 5 == 0 {
-                    Op::RequestDeleteRange(DeleteRangeRequest { key: Bytes::from(format!("k{i:06}")), ..Default::default() })
+                let op = if (i + round) % 5 == 4 {
+                    Op::RequestDeleteRange(DeleteRangeRequest {
+                        key: Bytes::from(format!("k{i:06}")),
+                        ..Default::default()
+                    })
                 } else {
                     Op::RequestPut(PutRequest {
                         key: Bytes::from(format!("k{i:06}")),

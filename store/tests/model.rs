@@ -142,7 +142,11 @@ proptest! {
 // ---------------------------------------------------------------------------------
 
 fn put(key: &str, value: &str) -> WriteRequest {
-    wr(W::Put(PutRequest { key: Bytes::from(key.to_string()), value: Bytes::from(value.to_string()), ..Default::default() }))
+    wr(W::Put(PutRequest {
+        key: Bytes::from(key.to_string()),
+        value: Bytes::from(value.to_string()),
+        ..Default::default()
+    }))
 }
 
 fn rev_of(header: &Option<ResponseHeader>) -> i64 {
@@ -165,7 +169,9 @@ fn historical_range_reports_the_current_revision() {
     let txn = TxnRequest {
         success: vec![
             RequestOp { request: Some(Op::RequestPut(PutRequest { key: "z".into(), ..Default::default() })) },
-            RequestOp { request: Some(Op::RequestRange(RangeRequest { key: "k".into(), revision: 2, ..Default::default() })) },
+            RequestOp {
+                request: Some(Op::RequestRange(RangeRequest { key: "k".into(), revision: 2, ..Default::default() })),
+            },
         ],
         ..Default::default()
     };
@@ -181,12 +187,12 @@ fn txn_response_headers_are_etcds() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.apply(&put("a", "1"), b"m").unwrap();
-    let del_missing =
-        RequestOp { request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: "nope".into(), ..Default::default() })) };
-    let put_b = RequestOp { request: Some(Op::RequestPut(PutRequest { key: "b".into(), ..Default::default() })) };
-    let nested = RequestOp {
-        request: Some(Op::RequestTxn(TxnRequest { success: vec![put_b.clone()], ..Default::default() })),
+    let del_missing = RequestOp {
+        request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: "nope".into(), ..Default::default() })),
     };
+    let put_b = RequestOp { request: Some(Op::RequestPut(PutRequest { key: "b".into(), ..Default::default() })) };
+    let nested =
+        RequestOp { request: Some(Op::RequestTxn(TxnRequest { success: vec![put_b.clone()], ..Default::default() })) };
     let txn = TxnRequest { success: vec![del_missing, nested], ..Default::default() };
     let Ok(R::Txn(t)) = store.apply(&wr(W::Txn(txn)), b"m") else { panic!() };
     assert_eq!(rev_of(&t.header), 3);

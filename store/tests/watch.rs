@@ -29,14 +29,7 @@ fn wr(request: W) -> WriteRequest {
 
 fn spec(keys: &KeySel, start_revision: i64, prev_kv: bool, no_put: bool, no_delete: bool) -> WatchSpec {
     let (key, end) = keys.key_and_end();
-    WatchSpec {
-        range: KeyRange::new(&key, &end),
-        start_revision,
-        prev_kv,
-        no_put,
-        no_delete,
-        progress_notify: false,
-    }
+    WatchSpec { range: KeyRange::new(&key, &end), start_revision, prev_kv, no_put, no_delete, progress_notify: false }
 }
 
 /// What a watcher must receive: the model's events of revisions `from..=to` in its
@@ -103,7 +96,9 @@ async fn expect_events(session: &mut WatchSession, store: &Store, want: &[(i64, 
     }
     session.request_progress();
     match next(session).await {
-        SessionMessage::Progress { revision } => assert_eq!(revision, store.revision(), "progress revision"),
+        SessionMessage::Progress { revision } => {
+            assert_eq!(revision, store.revision(), "progress revision")
+        }
         other => panic!("expected the progress answer (nothing pending), got {other:?}"),
     }
 }
@@ -112,12 +107,7 @@ fn watcher_spec() -> impl Strategy<Value = (KeySel, bool, bool, bool)> {
     (key_sel(), any::<bool>(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.2))
 }
 
-async fn random_history(
-    phase1: Vec<Step>,
-    phase2: Vec<Step>,
-    specs: Vec<(KeySel, bool, bool, bool)>,
-    middle: u16,
-) {
+async fn random_history(phase1: Vec<Step>, phase2: Vec<Step>, specs: Vec<(KeySel, bool, bool, bool)>, middle: u16) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut model = Model::default();
@@ -139,7 +129,7 @@ async fn random_history(
         })
         .collect();
     for (i, (keys, prev_kv, no_put, no_delete)) in specs.iter().enumerate() {
-        let start = if i % 2 == 0 { 1 } else { 0 };
+        let start = if i % 2 == 1 { 0 } else { 1 };
         let w = spec(keys, start, *prev_kv, *no_put, *no_delete);
         let (id, published) = a.create(i as i64 + 1, w.clone()).unwrap();
         assert_eq!(published, 1);
@@ -154,7 +144,7 @@ async fn random_history(
     let mut b_want = vec![];
     let middle_rev = 1 + i64::from(middle) % model.rev();
     for (i, (keys, prev_kv, no_put, no_delete)) in specs.iter().enumerate() {
-        let start = if i % 2 == 0 { middle_rev } else { 0 };
+        let start = if i % 2 == 1 { 0 } else { middle_rev };
         let w = spec(keys, start, *prev_kv, *no_put, *no_delete);
         let (id, published) = b.create(0, w.clone()).unwrap();
         assert_eq!((id, published), (i as i64, model.rev()), "auto IDs count from 0");
@@ -278,7 +268,9 @@ async fn compacted_start_is_cancelled() {
         let req = wr(req);
         assert_eq!(store.apply(&req, b"m").unwrap(), model.apply(&req));
     };
-    let put = |k: &str, v: &str| W::Put(PutRequest { key: Bytes::from(k.to_string()), value: Bytes::from(v.to_string()), ..Default::default() });
+    let put = |k: &str, v: &str| {
+        W::Put(PutRequest { key: Bytes::from(k.to_string()), value: Bytes::from(v.to_string()), ..Default::default() })
+    };
     for i in 0..10 {
         step(&store, &mut model, put(&format!("k{}", i % 3), &format!("v{i}")));
     }

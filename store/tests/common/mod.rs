@@ -17,9 +17,9 @@ use strake_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use strake_proto::etcdserverpb::request_op::Request as Op;
 use strake_proto::etcdserverpb::response_op::Response as OpResp;
 use strake_proto::etcdserverpb::{
-    Compare, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use strake_proto::mvccpb::{event::EventType, Event, KeyValue};
 use strake_proto::strakepb::{write_request::Request as W, write_result::Result as R, WriteRequest};
@@ -134,10 +134,8 @@ pub fn eval_range(state: &State, r: &RangeRequest, header_rev: i64) -> RangeResp
     // etcd fetches only `limit + 1` keys (in key order) unless the *requested* order
     // is not NONE or a revision filter is set, even when a non-KEY target then sorts
     // them ascending: with order NONE the sort sees only that first window.
-    let filtered = r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0;
+    let filtered =
+        r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0;
     if r.sort_order == SortOrder::None as i32 && !filtered && r.limit > 0 {
         kvs.truncate(r.limit as usize + 1);
     }
@@ -344,7 +342,8 @@ impl Model {
             let resp = match op.request.as_ref().unwrap() {
                 Op::RequestRange(r) => {
                     let now = t.read_rev();
-                    let state = if r.revision > 0 && r.revision < now { &self.states[r.revision as usize] } else { &t.cur };
+                    let state =
+                        if r.revision > 0 && r.revision < now { &self.states[r.revision as usize] } else { &t.cur };
                     OpResp::ResponseRange(eval_range(state, r, now))
                 }
                 Op::RequestPut(p) => OpResp::ResponsePut(t.put(p)),
@@ -395,7 +394,9 @@ impl Model {
 /// level or below; deletes may overlap; the two branches of a nested txn are
 /// exclusive. `"\0"` as range_end means every key from `key` on.
 pub fn txn_writes_a_key_twice(ops: &[RequestOp]) -> bool {
-    fn walk(ops: &[RequestOp]) -> Option<(BTreeSet<Bytes>, Vec<(Bytes, Bytes)>)> {
+    /// The keys put and the (key, range_end) deleted, `None` on a conflict.
+    type Writes = Option<(BTreeSet<Bytes>, Vec<(Bytes, Bytes)>)>;
+    fn walk(ops: &[RequestOp]) -> Writes {
         let mut dels: Vec<(Bytes, Bytes)> = ops
             .iter()
             .filter_map(|op| match &op.request {
@@ -406,7 +407,9 @@ pub fn txn_writes_a_key_twice(ops: &[RequestOp]) -> bool {
         let hits = |dels: &[(Bytes, Bytes)], k: &[u8]| dels.iter().any(|(key, end)| in_range(k, key, end));
         let mut puts = BTreeSet::new();
         for op in ops {
-            let Some(Op::RequestTxn(t)) = &op.request else { continue };
+            let Some(Op::RequestTxn(t)) = &op.request else {
+                continue;
+            };
             let (puts_then, dels_then) = walk(&t.success)?;
             let (puts_else, dels_else) = walk(&t.failure)?;
             for k in &puts_then {
@@ -425,7 +428,9 @@ pub fn txn_writes_a_key_twice(ops: &[RequestOp]) -> bool {
             dels.extend(dels_else);
         }
         for op in ops {
-            let Some(Op::RequestPut(p)) = &op.request else { continue };
+            let Some(Op::RequestPut(p)) = &op.request else {
+                continue;
+            };
             if puts.contains(&p.key) || hits(&dels, &p.key) {
                 return None;
             }
@@ -487,12 +492,13 @@ pub struct RevSel(pub u16);
 
 impl RevSel {
     pub fn resolve(self, current: i64) -> i64 {
-        if self.0 % 2 == 0 {
-            0
-        } else {
+        if self.0 % 2 == 1 {
             1 + (self.0 as i64 / 2) % (current + 1)
+        } else {
+            0
         }
     }
+
     /// Never "latest": for compaction.
     pub fn resolve_positive(self, current: i64) -> i64 {
         1 + (self.0 as i64) % (current + 1)
@@ -630,8 +636,13 @@ impl CompareSpec {
 
 pub fn compare_spec() -> impl Strategy<Value = CompareSpec> {
     let keys = prop_oneof![4 => (0..KEYS.len()).prop_map(KeySel::Single), 1 => key_sel()];
-    (keys, 0i32..5, 0i32..4, 0i64..12, 0..VALUES.len())
-        .prop_map(|(keys, target, result, int, value)| CompareSpec { keys, target, result, int, value })
+    (keys, 0i32..5, 0i32..4, 0i64..12, 0..VALUES.len()).prop_map(|(keys, target, result, int, value)| CompareSpec {
+        keys,
+        target,
+        result,
+        int,
+        value,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -766,7 +777,12 @@ pub fn write_request(step: &Step, current: i64) -> Option<WriteRequest> {
 
 /// A Range over every key at `revision`.
 pub fn range_all(revision: i64) -> RangeRequest {
-    RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), revision, ..Default::default() }
+    RangeRequest {
+        key: Bytes::from_static(b"\0"),
+        range_end: Bytes::from_static(b"\0"),
+        revision,
+        ..Default::default()
+    }
 }
 
 /// Compact debugging output of a write result.
@@ -777,7 +793,9 @@ pub fn short(r: &R) -> String {
 /// Applies a write step to both the store and the model and checks they answer the
 /// same. Steps that are not writes (or txns the API layer refuses) are skipped.
 pub fn apply_step(store: &strake_store::Store, model: &mut Model, step: &Step, marker: u64) {
-    let Some(req) = write_request(step, model.rev()) else { return };
+    let Some(req) = write_request(step, model.rev()) else {
+        return;
+    };
     let got = store.apply(&req, &marker.to_be_bytes()).expect("no engine error");
     assert_eq!(got, model.apply(&req), "{req:?}");
 }
