@@ -23,14 +23,13 @@ fn isolated_leader_refuses_and_the_majority_moves_on() {
     let old = c.leader(Duration::from_secs(10));
     c.ctl(&["put", "k", "before"]);
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let old_id = c.members[old].status().unwrap()["header"]["member_id"].as_u64().unwrap();
     pc.links.partition(&[old], &others);
 
     // The majority elects a new leader and serves writes.
     let deadline = Instant::now() + Duration::from_secs(10);
     let new_leader = loop {
-        let s = c.members[others[0]].status().unwrap();
-        let l = s["leader"].as_u64().unwrap();
-        let old_id = c.members[old].status().unwrap()["header"]["member_id"].as_u64().unwrap();
+        let l = c.members[others[0]].status().map_or(0, |s| s["leader"].as_u64().unwrap_or(0));
         if l != 0 && l != old_id {
             break l;
         }

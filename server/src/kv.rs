@@ -69,7 +69,9 @@ impl Kv for KvService {
         let head = self.server.range(&first).await?;
         let server = self.server.clone();
         let stream = async_stream::try_stream! {
-            let revision = head.header.as_ref().map_or(0, |h| h.revision);
+            // Later chunks read at the revision of the first: the one asked for, or the
+            // revision current when the stream started.
+            let revision = if req.revision > 0 { req.revision } else { head.header.as_ref().map_or(0, |h| h.revision) };
             let total = head.count;
             let mut sent = head.kvs.len() as i64;
             let mut more = head.more;
@@ -190,16 +192,8 @@ pub fn is_read_only(req: &TxnRequest) -> bool {
     })
 }
 
+/// etcd fills the identity fields of the top-level header only; nested responses keep
+/// what the store produced.
 fn fill_txn(server: &crate::context::Server, resp: &mut TxnResponse) {
-    use strake_proto::etcdserverpb::response_op::Response as Op;
     server.fill(&mut resp.header);
-    for r in &mut resp.responses {
-        match &mut r.response {
-            Some(Op::ResponseRange(x)) => server.fill(&mut x.header),
-            Some(Op::ResponsePut(x)) => server.fill(&mut x.header),
-            Some(Op::ResponseDeleteRange(x)) => server.fill(&mut x.header),
-            Some(Op::ResponseTxn(x)) => fill_txn(server, x),
-            None => {}
-        }
-    }
 }
