@@ -266,7 +266,12 @@ fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "learner did not catch up; log:\n{}", new.log_text());
+        if Instant::now() > deadline {
+            for m in &c.members {
+                eprintln!("--- {} log:\n{}", m.name, m.log_text());
+            }
+            panic!("learner did not catch up; log:\n{}", new.log_text());
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(new.log_text().contains("installed a snapshot"), "the learner caught up by snapshot");

@@ -1,15 +1,19 @@
 //! Binary encodings of Raft data shared by the log files and the peer protocol.
 //!
 //! Entry: `u8 version(=1) | be64 term | be64 leader node | be64 index | u8 kind | body`
-//! where kind 0 = blank (no body), 1 = normal (body = protobuf `WriteRequest`),
+//! where kind 0 = blank (no body), 1 = normal (body = protobuf `WriteBatch`),
 //! 2 = membership (body = JSON of openraft's `Membership`).
 //!
-//! Applied marker (stored by the state machine with every applied entry):
-//! `u8 version(=1) | u8 has_log_id | be64 term | be64 node | be64 index | JSON StoredMembership`.
+//! Applied marker (stored by the state machine with every applied *write*, so a
+//! crash inside a batch is replayed from the next write of the batch):
+//! `u8 version(=2) | u8 has_entry | log id of the entry (3 × be64) | be32 position |
+//! be32 batch length | u8 has_previous | log id of the previous entry (3 × be64) |
+//! JSON StoredMembership`. The entry counts as applied when `position + 1 == length`;
+//! otherwise the previous entry is the last applied one and the entry is partial.
 
 use openraft::{CommittedLeaderId, EntryPayload};
 use prost::Message;
-use strake_proto::strakepb::WriteRequest;
+use strake_proto::strakepb::WriteBatch;
 
 use crate::types::{Entry, LogId, Membership, Proposal, StoredMembership};
 
@@ -65,7 +69,7 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, CodecError> {
     let payload = match buf[HEADER_LEN - 1] {
         KIND_BLANK => EntryPayload::Blank,
         KIND_NORMAL => EntryPayload::Normal(Proposal(
-            WriteRequest::decode(body).map_err(|e| CodecError(format!("entry {}: {e}", log_id.index)))?,
+            WriteBatch::decode(body).map_err(|e| CodecError(format!("entry {}: {e}", log_id.index)))?,
         )),
         KIND_MEMBERSHIP => EntryPayload::Membership(
             serde_json::from_slice::<Membership>(body)
@@ -89,33 +93,66 @@ pub fn membership_json(m: &StoredMembership) -> Vec<u8> {
     serde_json::to_vec(m).expect("membership serialises")
 }
 
-/// The marker the store saves with each applied entry.
-pub fn encode_applied_marker(last: Option<&LogId>, membership_json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + 24 + membership_json.len());
-    out.push(VERSION);
-    match last {
+/// Where the state machine is in the log, as persisted with each applied write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedPosition {
+    /// The last entry fully applied.
+    pub last_applied: Option<LogId>,
+    /// An entry applied only up to (and including) write `.1` of its batch.
+    pub partial: Option<(LogId, u32)>,
+    /// The membership in effect.
+    pub membership: StoredMembership,
+}
+
+const MARKER_VERSION: u8 = 2;
+const MARKER_HEADER: usize = 1 + 1 + 24 + 4 + 4 + 1 + 24;
+
+/// The marker stored with write `position` (of `length`) of `entry`, whose
+/// predecessor in the log is `previous`.
+pub fn encode_applied_marker(
+    entry: Option<&LogId>,
+    position: u32,
+    length: u32,
+    previous: Option<&LogId>,
+    membership_json: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MARKER_HEADER + membership_json.len());
+    out.push(MARKER_VERSION);
+    let put_opt = |out: &mut Vec<u8>, id: Option<&LogId>| match id {
         Some(id) => {
             out.push(1);
-            put_log_id(&mut out, id);
+            put_log_id(out, id);
         }
         None => {
             out.push(0);
             out.extend_from_slice(&[0u8; 24]);
         }
-    }
+    };
+    put_opt(&mut out, entry);
+    out.extend_from_slice(&position.to_be_bytes());
+    out.extend_from_slice(&length.to_be_bytes());
+    put_opt(&mut out, previous);
     out.extend_from_slice(membership_json);
     out
 }
 
 /// Parses a marker.
-pub fn decode_applied_marker(buf: &[u8]) -> Result<(Option<LogId>, StoredMembership), CodecError> {
-    if buf.len() < 26 || buf[0] != VERSION {
+pub fn decode_applied_marker(buf: &[u8]) -> Result<AppliedPosition, CodecError> {
+    if buf.len() < MARKER_HEADER || buf[0] != MARKER_VERSION {
         return Err(CodecError("applied marker invalid".into()));
     }
-    let last = (buf[1] == 1).then(|| get_log_id(buf, 2));
-    let membership =
-        serde_json::from_slice(&buf[26..]).map_err(|e| CodecError(format!("applied marker membership: {e}")))?;
-    Ok((last, membership))
+    let entry = (buf[1] == 1).then(|| get_log_id(buf, 2));
+    let position = u32::from_be_bytes(buf[26..30].try_into().expect("4 bytes"));
+    let length = u32::from_be_bytes(buf[30..34].try_into().expect("4 bytes"));
+    let previous = (buf[34] == 1).then(|| get_log_id(buf, 35));
+    let membership = serde_json::from_slice(&buf[MARKER_HEADER..])
+        .map_err(|e| CodecError(format!("applied marker membership: {e}")))?;
+    let complete = position + 1 >= length;
+    Ok(AppliedPosition {
+        last_applied: if complete { entry } else { previous },
+        partial: if complete { None } else { entry.map(|e| (e, position)) },
+        membership,
+    })
 }
 
 #[cfg(test)]
@@ -128,13 +165,13 @@ mod tests {
     #[test]
     fn entries_round_trip() {
         let id = LogId::new(CommittedLeaderId::new(3, 7), 42);
-        let put = WriteRequest {
+        let put = strake_proto::strakepb::WriteRequest {
             request: Some(Request::Put(PutRequest { key: "k".into(), value: "v".into(), ..Default::default() })),
             proposed_at_ms: 5,
         };
         let nodes: BTreeMap<u64, crate::types::MemberNode> = [(7, Default::default())].into();
         let membership = Membership::new(vec![BTreeSet::from([7])], nodes);
-        for payload in [EntryPayload::Blank, EntryPayload::Normal(Proposal(put)), EntryPayload::Membership(membership)] {
+        for payload in [EntryPayload::Blank, EntryPayload::Normal(Proposal::single(put)), EntryPayload::Membership(membership)] {
             let e = Entry { log_id: id, payload };
             let mut buf = Vec::new();
             encode_entry(&e, &mut buf);
@@ -142,5 +179,16 @@ mod tests {
             assert_eq!(decode_entry(&buf).unwrap(), e);
         }
         assert!(decode_entry(&[9, 9]).is_err());
+    }
+
+    #[test]
+    fn markers_tell_complete_from_partial_entries() {
+        let prev = LogId::new(CommittedLeaderId::new(2, 1), 9);
+        let entry = LogId::new(CommittedLeaderId::new(2, 1), 10);
+        let json = membership_json(&StoredMembership::default());
+        let done = decode_applied_marker(&encode_applied_marker(Some(&entry), 4, 5, Some(&prev), &json)).unwrap();
+        assert_eq!((done.last_applied, done.partial), (Some(entry), None));
+        let partial = decode_applied_marker(&encode_applied_marker(Some(&entry), 1, 5, Some(&prev), &json)).unwrap();
+        assert_eq!((partial.last_applied, partial.partial), (Some(prev), Some((entry, 1))));
     }
 }

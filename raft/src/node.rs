@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use strake_proto::etcdserverpb::LeaseRevokeRequest;
-use strake_proto::strakepb::{write_request, write_result, WriteRequest};
+use prost::Message;
+use strake_proto::strakepb::{write_request, write_result, WriteBatch, WriteRequest};
 use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -65,6 +66,21 @@ pub struct NodeStatus {
 
 type ReadWaiter = oneshot::Sender<Result<(), RaftError>>;
 
+/// A write waiting to be proposed in a batch.
+struct PendingWrite {
+    req: WriteRequest,
+    done: oneshot::Sender<Result<write_result::Result, RaftError>>,
+}
+
+/// Batches proposed concurrently. openraft 0.9 appends (and fsyncs) one entry at a
+/// time, so a second batch in flight is enough to keep the log busy while the next
+/// one fills up.
+pub const BATCHES_IN_FLIGHT: usize = 2;
+/// Most writes in one log entry.
+pub const MAX_BATCH_WRITES: usize = 1024;
+/// Most bytes of writes in one log entry (a single larger write still goes alone).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
 struct Shared {
     id: u64,
     cluster_id: u64,
@@ -73,6 +89,7 @@ struct Shared {
     peers: PeerClients,
     lessor: Lessor,
     reads: mpsc::UnboundedSender<ReadWaiter>,
+    writes: mpsc::UnboundedSender<PendingWrite>,
     request_timeout: Duration,
     transferring: AtomicBool,
     snapshots: Arc<SnapshotDirs>,
@@ -130,6 +147,7 @@ impl RaftNode {
             }
         }
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
+        let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             id: config.id,
             cluster_id: config.cluster_id,
@@ -138,12 +156,14 @@ impl RaftNode {
             peers,
             lessor: Lessor::default(),
             reads: reads_tx,
+            writes: writes_tx,
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
             snapshots,
         });
         let node = RaftNode { shared };
         tokio::spawn(node.clone().run_read_batches(reads_rx));
+        tokio::spawn(node.clone().run_write_batches(writes_rx));
         tokio::spawn(node.clone().run_leadership_watch());
         tokio::spawn(node.clone().run_lease_expiry());
         Ok(node)
@@ -269,20 +289,65 @@ impl RaftNode {
             Some(write_request::Request::LeaseGrant(g)) => Some((g.id, g.ttl)),
             _ => None,
         };
-        let fut = self.shared.raft.client_write(Proposal(req));
-        let resp = match tokio::time::timeout_at(deadline, fut).await {
+        let (done, wait) = oneshot::channel();
+        self.shared.writes.send(PendingWrite { req, done }).map_err(|_| RaftError::Stopped)?;
+        let result = match tokio::time::timeout_at(deadline, wait).await {
             Err(_) => return Err(RaftError::Timeout),
-            Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                return Err(RaftError::LeaderChanged)
-            }
-            Ok(Err(e)) => return Err(RaftError::Other(e.to_string())),
-            Ok(Ok(resp)) => resp,
+            Ok(Err(_)) => return Err(RaftError::Stopped),
+            Ok(Ok(r)) => r?,
         };
-        let result = resp.data.0.result.ok_or_else(|| RaftError::Other("empty apply result".into()))?;
         if let (Some((id, ttl)), write_result::Result::LeaseGrant(_)) = (grant, &result) {
             self.shared.lessor.granted(id, ttl, Instant::now());
         }
         Ok(result)
+    }
+
+    /// Gathers queued writes into batches, one log entry each, with at most
+    /// [`BATCHES_IN_FLIGHT`] proposed at once.
+    async fn run_write_batches(self, mut rx: mpsc::UnboundedReceiver<PendingWrite>) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+        while let Some(first) = rx.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let mut bytes = first.req.encoded_len();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(w) => {
+                        bytes += w.req.encoded_len();
+                        batch.push(w);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let raft = self.shared.raft.clone();
+            tokio::spawn(async move {
+                let (requests, waiters): (Vec<WriteRequest>, Vec<_>) = batch.into_iter().map(|w| (w.req, w.done)).unzip();
+                let outcome = raft.client_write(Proposal(WriteBatch { requests })).await;
+                drop(permit);
+                match outcome {
+                    Ok(resp) => {
+                        let mut results = resp.data.0.results.into_iter();
+                        for w in waiters {
+                            let r = results
+                                .next()
+                                .and_then(|r| r.result)
+                                .ok_or_else(|| RaftError::Other("missing apply result".into()));
+                            let _ = w.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        let err = match e {
+                            OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RaftError::LeaderChanged,
+                            OpenRaftError::Fatal(_) => RaftError::Stopped,
+                            other => RaftError::Other(other.to_string()),
+                        };
+                        for w in waiters {
+                            let _ = w.send(Err(err.clone()));
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// Waits until this member's state reflects every write committed before the
@@ -558,8 +623,11 @@ impl RaftNode {
                 }
             }
             MembershipChange::UpdateNode { id, node } => {
-                if !view.nodes.contains_key(&id) {
-                    return refused(messages::MEMBER_NOT_FOUND);
+                match view.nodes.get(&id) {
+                    None => return refused(messages::MEMBER_NOT_FOUND),
+                    // Already so: no configuration change (each one restarts replication).
+                    Some(current) if *current == node => return Ok(()),
+                    Some(_) => {}
                 }
                 if url_taken(&node, Some(id)) {
                     return refused(messages::PEER_URL_EXISTS);
@@ -581,9 +649,11 @@ impl RaftNode {
                 _ => {}
             }
             if !view.nodes.is_empty() {
+                // The leader applies the change (or finds it already applied); this
+                // member's own view may lag behind, so success ends the loop.
                 let change = MembershipChange::UpdateNode { id: self.shared.id, node: node.clone() };
                 match self.change_membership(change).await {
-                    Ok(()) => continue,
+                    Ok(()) => return,
                     Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
                 }
             }

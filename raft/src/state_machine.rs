@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
-use strake_proto::strakepb::{write_result, WriteResult};
+use strake_proto::strakepb::{WriteBatchResult, WriteResult};
 use strake_store::Store;
 
 use crate::codec;
@@ -18,6 +18,8 @@ use crate::types::{Applied, CheckpointDir, Entry, LogId, MemberNode, SnapshotDat
 pub struct StateMachine {
     store: Store,
     last_applied: Option<LogId>,
+    /// An entry whose batch was applied only up to this write (after a crash).
+    partial: Option<(LogId, u32)>,
     membership: StoredMembership,
     membership_json: Vec<u8>,
     snapshots: Arc<SnapshotDirs>,
@@ -54,37 +56,61 @@ fn sm_error(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 impl StateMachine {
     /// Wraps `store`, reading what it last applied.
     pub fn new(store: Store, snapshots: Arc<SnapshotDirs>) -> Result<StateMachine, StorageError> {
-        let (last_applied, membership) = match store.applied_marker().map_err(|e| sm_error(ErrorVerb::Read, e))? {
-            Some(m) => codec::decode_applied_marker(&m).map_err(|e| sm_error(ErrorVerb::Read, e))?,
-            None => (None, StoredMembership::default()),
-        };
-        let membership_json = codec::membership_json(&membership);
-        Ok(StateMachine { store, last_applied, membership, membership_json, snapshots })
+        let position = read_position(&store)?;
+        let membership_json = codec::membership_json(&position.membership);
+        Ok(StateMachine {
+            store,
+            last_applied: position.last_applied,
+            partial: position.partial,
+            membership: position.membership,
+            membership_json,
+            snapshots,
+        })
     }
 
-    fn marker(&self) -> Vec<u8> {
-        codec::encode_applied_marker(self.last_applied.as_ref(), &self.membership_json)
+    fn marker(&self, entry: &LogId, position: u32, length: u32) -> Vec<u8> {
+        codec::encode_applied_marker(Some(entry), position, length, self.last_applied.as_ref(), &self.membership_json)
     }
 
+    /// Applies one entry. A batch's writes are applied one by one, each with a marker
+    /// naming its position, so a crash in the middle replays only the rest.
     fn apply_one(&mut self, entry: Entry) -> Result<Applied, StorageError> {
-        self.last_applied = Some(entry.log_id);
         let engine_error = |e| sm_error(ErrorVerb::Write, e);
-        match entry.payload {
+        let log_id = entry.log_id;
+        let result = match entry.payload {
             EntryPayload::Blank => {
-                self.store.apply_marker(&self.marker()).map_err(engine_error)?;
-                Ok(Applied::default())
+                self.store.apply_marker(&self.marker(&log_id, 0, 1)).map_err(engine_error)?;
+                Applied::default()
             }
             EntryPayload::Normal(p) => {
-                let result = self.store.apply(&p.0, &self.marker()).map_err(engine_error)?;
-                Ok(Applied(WriteResult { result: Some(result) }))
+                let length = p.0.requests.len() as u32;
+                let done = self.partial.filter(|(id, _)| *id == log_id).map(|(_, pos)| pos);
+                let mut results = Vec::with_capacity(length as usize);
+                for (pos, req) in p.0.requests.iter().enumerate() {
+                    let pos = pos as u32;
+                    if done.is_some_and(|d| pos <= d) {
+                        // Applied before a crash; nobody waits for its result any more.
+                        results.push(WriteResult::default());
+                        continue;
+                    }
+                    let r = self.store.apply(req, &self.marker(&log_id, pos, length)).map_err(engine_error)?;
+                    results.push(WriteResult { result: Some(r) });
+                }
+                if length == 0 {
+                    self.store.apply_marker(&self.marker(&log_id, 0, 1)).map_err(engine_error)?;
+                }
+                Applied(WriteBatchResult { results })
             }
             EntryPayload::Membership(m) => {
-                self.membership = StoredMembership::new(Some(entry.log_id), m);
+                self.membership = StoredMembership::new(Some(log_id), m);
                 self.membership_json = codec::membership_json(&self.membership);
-                self.store.apply_marker(&self.marker()).map_err(engine_error)?;
-                Ok(Applied::default())
+                self.store.apply_marker(&self.marker(&log_id, 0, 1)).map_err(engine_error)?;
+                Applied::default()
             }
-        }
+        };
+        self.partial = None;
+        self.last_applied = Some(log_id);
+        Ok(result)
     }
 }
 
@@ -94,11 +120,22 @@ pub struct SnapshotBuilder {
     snapshots: Arc<SnapshotDirs>,
 }
 
+fn decode_position(marker: Option<Vec<u8>>) -> Result<codec::AppliedPosition, StorageError> {
+    match marker {
+        Some(m) => codec::decode_applied_marker(&m).map_err(|e| sm_error(ErrorVerb::Read, e)),
+        None => Ok(codec::AppliedPosition { last_applied: None, partial: None, membership: StoredMembership::default() }),
+    }
+}
+
+fn read_position(store: &Store) -> Result<codec::AppliedPosition, StorageError> {
+    decode_position(store.applied_marker().map_err(|e| sm_error(ErrorVerb::Read, e))?)
+}
+
+/// Snapshot metadata for store content whose marker is `marker`: a partially
+/// applied batch counts as not applied (the receiver skips its applied part).
 fn meta_from_marker(marker: Option<Vec<u8>>) -> Result<SnapshotMeta<u64, MemberNode>, StorageError> {
-    let (last_log_id, last_membership) = match marker {
-        Some(m) => codec::decode_applied_marker(&m).map_err(|e| sm_error(ErrorVerb::Read, e))?,
-        None => (None, StoredMembership::default()),
-    };
+    let position = decode_position(marker)?;
+    let (last_log_id, last_membership) = (position.last_applied, position.membership);
     let snapshot_id = match &last_log_id {
         Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
         None => "empty".to_string(),
@@ -166,10 +203,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| sm_error(ErrorVerb::Write, e))?
             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
-        let (last_applied, membership) = match marker {
-            Some(m) => codec::decode_applied_marker(&m).map_err(|e| sm_error(ErrorVerb::Read, e))?,
-            None => (None, StoredMembership::default()),
-        };
+        let position = decode_position(marker)?;
+        let (last_applied, membership) = (position.last_applied, position.membership);
         if last_applied != meta.last_log_id {
             return Err(sm_error(
                 ErrorVerb::Write,
@@ -177,6 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ));
         }
         self.last_applied = last_applied;
+        self.partial = position.partial;
         self.membership = membership;
         self.membership_json = codec::membership_json(&self.membership);
         tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot");
@@ -197,9 +233,4 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = SnapshotData::Checkpoint(Arc::new(CheckpointDir { path: dir }));
         Ok(Some(Snapshot { meta: meta_from_marker(marker)?, snapshot: Box::new(data) }))
     }
-}
-
-/// The store's view of an applied entry's result, for callers holding an [`Applied`].
-pub fn outcome(applied: &Applied) -> Option<&write_result::Result> {
-    applied.0.result.as_ref()
 }

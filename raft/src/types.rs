@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use strake_proto::strakepb::{WriteRequest, WriteResult};
+use strake_proto::strakepb::{WriteBatch, WriteBatchResult};
 
 /// A member as Raft sees it: etcd's member attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,19 +26,27 @@ impl fmt::Display for MemberNode {
     }
 }
 
-/// The application data of a log entry: one client write.
+/// The application data of a log entry: a batch of client writes, applied in order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Proposal(pub WriteRequest);
+pub struct Proposal(pub WriteBatch);
 
-impl fmt::Display for Proposal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0.request.as_ref().map(std::mem::discriminant))
+impl Proposal {
+    /// A batch of one write.
+    pub fn single(req: strake_proto::strakepb::WriteRequest) -> Proposal {
+        Proposal(WriteBatch { requests: vec![req] })
     }
 }
 
-/// What applying a log entry returned (empty for blank and membership entries).
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch of {} writes", self.0.requests.len())
+    }
+}
+
+/// What applying a log entry returned: one result per write of the batch (none for
+/// blank and membership entries).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Applied(pub WriteResult);
+pub struct Applied(pub WriteBatchResult);
 
 fn ser_prost<M: Message, S: Serializer>(m: &M, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bytes(&m.encode_to_vec())

@@ -15,7 +15,7 @@ fn entry(term: u64, index: u64, value_len: usize) -> Entry {
     let put = PutRequest { key: format!("k{index}").into(), value: vec![b'x'; value_len].into(), ..Default::default() };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-        payload: EntryPayload::Normal(Proposal(WriteRequest { request: Some(Request::Put(put)), proposed_at_ms: 0 })),
+        payload: EntryPayload::Normal(Proposal::single(WriteRequest { request: Some(Request::Put(put)), proposed_at_ms: 0 })),
     }
 }
 
@@ -136,7 +136,7 @@ fn votes_are_durable_and_entries_beyond_the_cache_are_read_from_disk() {
     assert_eq!(rt.block_on(log.read_vote()).unwrap(), Some(openraft::Vote::new(7, 3)));
     let first = rt.block_on(log.try_get_log_entries(0..1)).unwrap();
     match &first[0].payload {
-        EntryPayload::Normal(p) => match &p.0.request {
+        EntryPayload::Normal(p) => match &p.0.requests[0].request {
             Some(Request::Put(put)) => assert_eq!(put.value.len(), BIG),
             other => panic!("unexpected {other:?}"),
         },

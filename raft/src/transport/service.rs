@@ -99,8 +99,10 @@ impl RaftPeer for PeerService {
             let Some(snapshot_chunk::Chunk::File(file)) = chunk.chunk else {
                 return Err(Status::invalid_argument("only file chunks may follow the header"));
             };
-            let path = dir.path.clone();
-            tokio::task::spawn_blocking(move || write_chunk(&path, &file))
+            // The task holds the directory: if this stream is dropped mid-chunk, the
+            // directory goes only after the write ends.
+            let held = dir.clone();
+            tokio::task::spawn_blocking(move || write_chunk(&held.path, &file))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
