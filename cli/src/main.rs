@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let command = args.remove(1);
     match command.as_str() {
         "etcd" => run_etcd(args),
-        "jepsen" => strake_jepsen_cli(args),
+        "jepsen" => strake_jepsen::cli::main(args.into_iter().skip(1).collect()),
         "bench" => strake_bench::cli::main(args.into_iter().skip(1).collect()),
         "version" | "--version" => {
             println!("strake {} (etcd API {})", env!("CARGO_PKG_VERSION"), strake_server::context::ETCD_VERSION);
@@ -79,9 +79,4 @@ fn main() -> ExitCode {
         }
         _ => usage(),
     }
-}
-
-fn strake_jepsen_cli(_args: Vec<String>) -> ExitCode {
-    eprintln!("strake jepsen: see issue #4 (not wired yet)");
-    ExitCode::from(2)
 }

@@ -138,6 +138,11 @@ impl Model for Register {
             RegisterOp::Cas(a, b, CasResult::Unknown) => Some(if *s == Some(*a) { Some(*b) } else { *s }),
         }
     }
+
+    /// Keyed histories (the harness's register workload) are checked per key.
+    fn partition(&self, op: &Operation) -> Option<String> {
+        (!op.key.is_null()).then(|| key_string(&op.key))
+    }
 }
 
 /// A lock operation.

@@ -80,6 +80,26 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// Hands out distinct free ports, holding each one bound until [`Ports::release`], so
+/// neither later allocations nor other listeners in this process can take them.
+#[derive(Default)]
+pub struct Ports {
+    held: Vec<TcpListener>,
+}
+
+impl Ports {
+    /// A port no one else holds.
+    pub fn take(&mut self) -> std::io::Result<u16> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        self.held.push(l);
+        Ok(port)
+    }
+
+    /// Frees the ports for the servers about to bind them.
+    pub fn release(self) {}
+}
+
 /// One member of a local cluster.
 #[derive(Debug)]
 pub struct Node {
@@ -150,11 +170,12 @@ impl LocalCluster {
         let links = spec.proxied.then(|| Arc::new(LinkTable::default()));
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();
+        let mut ports = Ports::default();
         for i in 0..spec.members {
             let name = format!("n{}", i + 1);
             let node_dir = dir.join(&name);
             std::fs::create_dir_all(&node_dir)?;
-            let peer_port = free_port();
+            let peer_port = ports.take()?;
             let advertised_peer_port = match &links {
                 Some(table) => {
                     let target = format!("127.0.0.1:{peer_port}").parse()?;
@@ -167,7 +188,7 @@ impl LocalCluster {
             };
             nodes.push(Node {
                 name,
-                client_port: free_port(),
+                client_port: ports.take()?,
                 peer_port,
                 advertised_peer_port,
                 data_dir: node_dir.join("data"),
@@ -181,6 +202,7 @@ impl LocalCluster {
             .map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.advertised_peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        ports.release();
         let token = format!("strake-jepsen-{}", std::process::id());
         Ok(LocalCluster { spec, nodes, links, initial_cluster, token, _proxies: proxies })
     }
