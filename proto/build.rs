@@ -16,8 +16,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
-    tonic_prost_build::configure()
-        .bytes(".")
-        .compile_protos(&files, &["proto"])?;
+    tonic_prost_build::configure().bytes(".").compile_protos(&files, &["proto"])?;
     Ok(())
 }

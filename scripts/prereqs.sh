@@ -5,7 +5,9 @@
 set -euo pipefail
 
 need=()
-[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# libclang itself (not libclang-cpp, which other packages pull in and bindgen cannot use).
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null \
+  || need+=(libclang-dev)
 if [ "${1:-}" = "--test" ]; then
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

@@ -143,7 +143,11 @@ fn machine() -> String {
         .unwrap_or_default();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     format!("{cpus} CPUs ({model}), {} GiB RAM", mem.parse::<u64>().unwrap_or(0) / (1 << 20))
 }
@@ -163,7 +167,15 @@ async fn measure_round(
     for w in workloads {
         let opts = RunOptions {
             endpoints: cluster.endpoints(),
-            clients: if w.is_watch() { if *w == Workload::WatchLatency { 100 } else { 1000.min(args.clients * 16) } } else { args.clients },
+            clients: if w.is_watch() {
+                if *w == Workload::WatchLatency {
+                    100
+                } else {
+                    1000.min(args.clients * 16)
+                }
+            } else {
+                args.clients
+            },
             conns: args.conns,
             total: None,
             duration: args.duration,
@@ -285,7 +297,9 @@ pub fn markdown(c: &Comparison) -> String {
             w
         };
         for w in workloads {
-            let (Some(s), Some(e)) = (agg.get(&(m, w.clone(), "strake".into())), agg.get(&(m, w.clone(), "etcd".into()))) else {
+            let (Some(s), Some(e)) =
+                (agg.get(&(m, w.clone(), "strake".into())), agg.get(&(m, w.clone(), "etcd".into())))
+            else {
                 continue;
             };
             out.push_str(&format!(
@@ -300,8 +314,12 @@ pub fn markdown(c: &Comparison) -> String {
                 e.error_count()
             ));
         }
-        let rss = |t: &str| c.rounds.iter().filter(|r| r.members == m && r.target == t).map(|r| r.peak_rss_kib).max().unwrap_or(0);
-        let disk = |t: &str| c.rounds.iter().filter(|r| r.members == m && r.target == t).map(|r| r.data_bytes).max().unwrap_or(0);
+        let rss = |t: &str| {
+            c.rounds.iter().filter(|r| r.members == m && r.target == t).map(|r| r.peak_rss_kib).max().unwrap_or(0)
+        };
+        let disk = |t: &str| {
+            c.rounds.iter().filter(|r| r.members == m && r.target == t).map(|r| r.data_bytes).max().unwrap_or(0)
+        };
         out.push_str(&format!(
             "\nPeak RSS after the suite: strake {} MiB, etcd {} MiB (ratio {:.2}×). Data directory: strake {} MiB, etcd {} MiB.\n\n",
             rss("strake") / 1024,
@@ -352,7 +370,11 @@ pub async fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
             // A B, then B A: neither server always runs first.
             let order = if round % 2 == 0 { [true, false] } else { [false, true] };
             for strake_first in order {
-                let spec = if strake_first { TargetSpec::strake(strake.clone(), m) } else { TargetSpec::etcd(etcd.clone(), m) };
+                let spec = if strake_first {
+                    TargetSpec::strake(strake.clone(), m)
+                } else {
+                    TargetSpec::etcd(etcd.clone(), m)
+                };
                 eprintln!("== {} with {m} member(s), round {}", spec.name, round + 1);
                 cmp.rounds.push(measure_round(spec, &workloads, &args, round).await?);
                 write_outputs(&cmp, &args.out)?;

@@ -14,7 +14,7 @@
 pub mod cli;
 pub mod client;
 pub mod compare;
-pub mod report;
 pub mod plot;
+pub mod report;
 pub mod runner;
 pub mod workload;

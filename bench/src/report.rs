@@ -42,7 +42,13 @@ pub struct Summary {
 
 impl Summary {
     /// Builds a summary from a merged histogram.
-    pub fn new(workload: &str, target: &str, h: &Histogram<u64>, errors: BTreeMap<String, u64>, elapsed: Duration) -> Summary {
+    pub fn new(
+        workload: &str,
+        target: &str,
+        h: &Histogram<u64>,
+        errors: BTreeMap<String, u64>,
+        elapsed: Duration,
+    ) -> Summary {
         let ms = |us: u64| us as f64 / 1000.0;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         Summary {
@@ -76,7 +82,16 @@ pub fn table(rows: &[Summary]) -> String {
     for r in rows {
         out.push_str(&format!(
             "{:<22} {:<8} {:>10} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}\n",
-            r.workload, r.target, r.ops, r.ops_per_sec, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms, r.error_count()
+            r.workload,
+            r.target,
+            r.ops,
+            r.ops_per_sec,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.max_ms,
+            r.error_count()
         ));
     }
     out

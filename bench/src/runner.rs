@@ -173,7 +173,9 @@ pub async fn run(workload: Workload, opts: &RunOptions) -> anyhow::Result<Summar
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let t = Instant::now();
-                    let r = workload::run_op(workload, c, opts.clients, &mut kv, &pool, &opts.keys, &mut state, &counters).await;
+                    let r =
+                        workload::run_op(workload, c, opts.clients, &mut kv, &pool, &opts.keys, &mut state, &counters)
+                            .await;
                     out.record(t, r);
                     if opts.total.is_some() {
                         bar.inc(1);
@@ -258,7 +260,11 @@ async fn spawn_watcher(
             let Some(base) = base else { continue };
             let now = base.elapsed().as_micros() as u64;
             for ev in msg.events {
-                let sent: u64 = ev.kv.as_ref().and_then(|kv| std::str::from_utf8(&kv.value).ok()?.split(':').next()?.parse().ok()).unwrap_or(now);
+                let sent: u64 = ev
+                    .kv
+                    .as_ref()
+                    .and_then(|kv| std::str::from_utf8(&kv.value).ok()?.split(':').next()?.parse().ok())
+                    .unwrap_or(now);
                 let _ = out.hist.record(now.saturating_sub(sent).max(1));
             }
         }
@@ -289,7 +295,11 @@ async fn run_watch(workload: Workload, opts: &RunOptions, pool: &Pool) -> anyhow
     while started.elapsed() < opts.duration && opts.total.is_none_or(|t| n < t) {
         let due = started + Duration::from_secs_f64(n as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let k = if prefix { [key.clone(), format!("{}", n % opts.keys.key_space.max(1)).into_bytes()].concat() } else { key.clone() };
+        let k = if prefix {
+            [key.clone(), format!("{}", n % opts.keys.key_space.max(1)).into_bytes()].concat()
+        } else {
+            key.clone()
+        };
         let sent = base.elapsed().as_micros();
         let mut value = format!("{sent}:").into_bytes();
         value.resize(opts.keys.val_size.max(value.len()), b'v');

@@ -70,7 +70,10 @@ impl Workload {
 
     /// Whether keys must exist before measuring.
     pub fn needs_preload(&self) -> bool {
-        matches!(self, Workload::RangeLinear | Workload::RangeSerial | Workload::TxnCas | Workload::Delete | Workload::K8sMix)
+        matches!(
+            self,
+            Workload::RangeLinear | Workload::RangeSerial | Workload::TxnCas | Workload::Delete | Workload::K8sMix
+        )
     }
 }
 
@@ -125,7 +128,9 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 fn put_op(key: Vec<u8>, value: Vec<u8>) -> RequestOp {
-    RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.into(), value: value.into(), ..Default::default() })) }
+    RequestOp {
+        request: Some(Op::RequestPut(PutRequest { key: key.into(), value: value.into(), ..Default::default() })),
+    }
 }
 
 fn get_op(key: Vec<u8>) -> RequestOp {
@@ -211,14 +216,19 @@ pub async fn run_op(
                     target_union: Some(TargetUnion::Version(-1)),
                     range_end: Default::default(),
                 }],
-                success: if a == b { vec![put_op(a, spec.value()), get_op(c)] } else { vec![put_op(a, spec.value()), put_op(b, spec.value()), get_op(c)] },
+                success: if a == b {
+                    vec![put_op(a, spec.value()), get_op(c)]
+                } else {
+                    vec![put_op(a, spec.value()), put_op(b, spec.value()), get_op(c)]
+                },
                 failure: vec![],
             };
             kv.txn(txn).await?;
         }
         Workload::Delete => {
             let n = counters.next_key.fetch_add(1, Ordering::Relaxed);
-            kv.delete_range(DeleteRangeRequest { key: spec.key(n % spec.key_space).into(), ..Default::default() }).await?;
+            kv.delete_range(DeleteRangeRequest { key: spec.key(n % spec.key_space).into(), ..Default::default() })
+                .await?;
         }
         Workload::Lease => {
             let mut lease = pool.lease(client);
@@ -264,7 +274,11 @@ async fn cas_update(
         }
     };
     let resp = kv
-        .txn(TxnRequest { compare: vec![mod_is(&key, rev)], success: vec![put_op(key.clone(), value)], failure: vec![get_op(key.clone())] })
+        .txn(TxnRequest {
+            compare: vec![mod_is(&key, rev)],
+            success: vec![put_op(key.clone(), value)],
+            failure: vec![get_op(key.clone())],
+        })
         .await?
         .into_inner();
     let new_rev = if resp.succeeded {
@@ -298,16 +312,25 @@ async fn k8s_op(
         // A paged list: one page of 500 with the count, as the apiserver pages.
         let prefix = format!("{K8S_PREFIX}{}/", K8S_RESOURCES[r]).into_bytes();
         let start = k8s_key(r, below(objects));
-        kv.range(RangeRequest { key: start.into(), range_end: prefix_end(&prefix).into(), limit: 500, ..Default::default() })
-            .await?;
+        kv.range(RangeRequest {
+            key: start.into(),
+            range_end: prefix_end(&prefix).into(),
+            limit: 500,
+            ..Default::default()
+        })
+        .await?;
     } else if dice < 65 {
         let n = below(objects);
         cas_update(kv, k8s_key(r, n), spec.value(), state).await?;
     } else if dice < 80 {
         let n = objects + counters.next_object.fetch_add(1, Ordering::Relaxed) * 7 + client as u64;
         let key = k8s_key(r, n);
-        kv.txn(TxnRequest { compare: vec![mod_is(&key, 0)], success: vec![put_op(key, spec.value())], failure: vec![] })
-            .await?;
+        kv.txn(TxnRequest {
+            compare: vec![mod_is(&key, 0)],
+            success: vec![put_op(key, spec.value())],
+            failure: vec![],
+        })
+        .await?;
     } else {
         let n = below(objects);
         kv.range(RangeRequest { key: k8s_key(r, n).into(), ..Default::default() }).await?;

@@ -39,6 +39,11 @@ fn run_etcd(args: Vec<String>) -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&config.log_level, config.log_json);
+    if config.experimental_failpoints {
+        // Armed for the life of the process.
+        std::mem::forget(fail::FailScenario::setup());
+        tracing::warn!(failpoints = %std::env::var("FAILPOINTS").unwrap_or_default(), "failpoints armed: this member injects bugs");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
         let server = match EtcdServer::start(config).await {

@@ -12,7 +12,13 @@ use strake_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, T
 use tonic::Code;
 
 fn put_op(key: &str) -> RequestOp {
-    RequestOp { request: Some(Request::RequestPut(PutRequest { key: key.to_string().into(), value: "v".into(), ..Default::default() })) }
+    RequestOp {
+        request: Some(Request::RequestPut(PutRequest {
+            key: key.to_string().into(),
+            value: "v".into(),
+            ..Default::default()
+        })),
+    }
 }
 
 #[test]
@@ -22,7 +28,9 @@ fn requests_over_limits_are_refused_with_etcds_errors() {
     m.start();
     let rt = runtime();
     rt.block_on(async {
-        let mut kv = KvClient::new(channel(m.client_port).await).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        let mut kv = KvClient::new(channel(m.client_port).await)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
         kv.put(PutRequest { key: "keep".into(), value: "me".into(), ..Default::default() }).await.unwrap();
         // Over --max-request-bytes (1.5 MiB) but under the gRPC limit: etcd's message.
         let big = PutRequest { key: "big".into(), value: vec![7u8; 1_600_000].into(), ..Default::default() };
@@ -49,16 +57,31 @@ fn requests_over_limits_are_refused_with_etcds_errors() {
             target_union: Some(TargetUnion::Value(Default::default())),
             range_end: Default::default(),
         };
-        let txn = TxnRequest { compare: vec![cmp], success: vec![], failure: (0..128).map(|i| put_op(&format!("k{i}"))).collect() };
+        let txn = TxnRequest {
+            compare: vec![cmp],
+            success: vec![],
+            failure: (0..128).map(|i| put_op(&format!("k{i}"))).collect(),
+        };
         let r = kv.txn(txn).await.unwrap().into_inner();
         assert!(!r.succeeded);
         // Unknown lease.
-        let e = kv.put(PutRequest { key: "l".into(), value: "v".into(), lease: 42, ..Default::default() }).await.unwrap_err();
+        let e = kv
+            .put(PutRequest { key: "l".into(), value: "v".into(), lease: 42, ..Default::default() })
+            .await
+            .unwrap_err();
         assert_eq!((e.code(), e.message()), (Code::NotFound, "etcdserver: requested lease not found"));
         // Future revision; a negative revision means "latest", as in etcd.
-        let e = kv.range(RangeRequest { key: "keep".into(), revision: 1_000_000, ..Default::default() }).await.unwrap_err();
-        assert_eq!((e.code(), e.message()), (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"));
-        let r = kv.range(RangeRequest { key: "keep".into(), revision: -5, ..Default::default() }).await.unwrap().into_inner();
+        let e =
+            kv.range(RangeRequest { key: "keep".into(), revision: 1_000_000, ..Default::default() }).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.message()),
+            (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision")
+        );
+        let r = kv
+            .range(RangeRequest { key: "keep".into(), revision: -5, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(r.kvs.len(), 1);
         // Empty key.
         let e = kv.range(RangeRequest::default()).await.unwrap_err();
@@ -70,7 +93,11 @@ fn requests_over_limits_are_refused_with_etcds_errors() {
             .unwrap_err();
         assert_eq!(e.message(), "etcdserver: value is provided");
         // Nothing was lost or half-applied.
-        let r = kv.range(RangeRequest { key: "\0".into(), range_end: "\0".into(), ..Default::default() }).await.unwrap().into_inner();
+        let r = kv
+            .range(RangeRequest { key: "\0".into(), range_end: "\0".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(r.kvs.len(), 129, "keep + k0..k127");
         assert_eq!(r.header.unwrap().revision, 3);
     });

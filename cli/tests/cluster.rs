@@ -43,7 +43,11 @@ fn three_members_serve_etcdctl_from_any_endpoint() {
     let leader_id = statuses[leader]["header"]["member_id"].clone();
     assert!(statuses.iter().all(|s| s["leader"] == leader_id));
     // Txn, lease, watch, compaction through the three endpoints.
-    let out = common::etcdctl_stdin(&c.endpoints().join(","), &["txn"], "value(\"from0\") = \"v0\"\n\nput t ok\n\nput t bad\n\n");
+    let out = common::etcdctl_stdin(
+        &c.endpoints().join(","),
+        &["txn"],
+        "value(\"from0\") = \"v0\"\n\nput t ok\n\nput t bad\n\n",
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
     let lease = c.ctl(&["lease", "grant", "60"]).split_whitespace().nth(1).unwrap().to_string();
     for m in &c.members {
@@ -297,7 +301,15 @@ fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
     let list = c.ctl(&["member", "list"]);
     assert_eq!(lines(&list).len(), 2, "{list}");
     // Errors as etcd words them.
-    let out = common::etcdctl(&c.endpoints().iter().enumerate().filter(|(i, _)| *i != leader && *i != follower).map(|(_, e)| e.clone()).collect::<Vec<_>>(), &["member", "remove", "1234"]);
+    let out = common::etcdctl(
+        &c.endpoints()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader && *i != follower)
+            .map(|(_, e)| e.clone())
+            .collect::<Vec<_>>(),
+        &["member", "remove", "1234"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("member not found"), "{out:?}");
 }
 
@@ -322,10 +334,12 @@ fn a_watch_resumed_on_another_member_gets_exactly_the_missed_events() {
                     ..Default::default()
                 })),
             };
-            let mut stream = client.watch(tokio_stream::iter(vec![req]).chain(tokio_stream::pending())).await.unwrap().into_inner();
+            let mut stream =
+                client.watch(tokio_stream::iter(vec![req]).chain(tokio_stream::pending())).await.unwrap().into_inner();
             let mut seen = Vec::new();
             while seen.len() < want {
-                let msg = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+                let msg =
+                    tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
                 for e in msg.events {
                     let kv = e.kv.unwrap();
                     seen.push((String::from_utf8(kv.key.to_vec()).unwrap(), kv.mod_revision));

@@ -65,7 +65,8 @@ fn kill_9_loses_no_acknowledged_write() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("w{w}/{i:06}");
-                    let req = PutRequest { key: key.clone().into(), value: format!("v{i}").into(), ..Default::default() };
+                    let req =
+                        PutRequest { key: key.clone().into(), value: format!("v{i}").into(), ..Default::default() };
                     match kv.put(req).await {
                         Ok(resp) => {
                             let rev = resp.into_inner().header.unwrap().revision;
@@ -89,7 +90,10 @@ fn kill_9_loses_no_acknowledged_write() {
     m.start();
     let resp = rt.block_on(async {
         let mut kv = KvClient::new(channel(port).await);
-        kv.range(RangeRequest { key: "w".into(), range_end: "x".into(), ..Default::default() }).await.unwrap().into_inner()
+        kv.range(RangeRequest { key: "w".into(), range_end: "x".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
     });
     let present: std::collections::HashMap<String, i64> =
         resp.kvs.iter().map(|kv| (String::from_utf8(kv.key.to_vec()).unwrap(), kv.mod_revision)).collect();

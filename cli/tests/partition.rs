@@ -43,23 +43,31 @@ fn isolated_leader_refuses_and_the_majority_moves_on() {
     let w = c.members[old].etcdctl(&["put", "k", "minority", "--command-timeout=10s"]);
     assert!(!w.status.success(), "a minority write succeeded");
     let e = stderr(&w);
-    assert!(e.contains("etcdserver: request timed out") || e.contains("etcdserver: leader changed") || e.contains("no leader"), "{e}");
+    assert!(
+        e.contains("etcdserver: request timed out")
+            || e.contains("etcdserver: leader changed")
+            || e.contains("no leader"),
+        "{e}"
+    );
     let r = c.members[old].etcdctl(&["get", "k", "--command-timeout=10s"]);
     assert!(!r.status.success(), "a minority linearizable read succeeded: {}", String::from_utf8_lossy(&r.stdout));
     let e = stderr(&r);
-    assert!(e.contains("etcdserver: request timed out") || e.contains("no leader") || e.contains("leader changed"), "{e}");
+    assert!(
+        e.contains("etcdserver: request timed out") || e.contains("no leader") || e.contains("leader changed"),
+        "{e}"
+    );
     // A serializable read may be stale, by definition, and still answers.
     let s = c.members[old].ctl(&["get", "k", "--consistency=s", "--print-value-only"]);
     assert_eq!(s.trim(), "before");
 
     // Heal: everyone converges on the majority's history.
     pc.links.heal();
-    let rev = json(&c.members[others[0]].ctl(&["put", "healed", "1", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
+    let rev =
+        json(&c.members[others[0]].ctl(&["put", "healed", "1", "-w", "json"]))["header"]["revision"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ok = c.members.iter().all(|m| {
-            m.status().is_some_and(|s| s["header"]["revision"].as_i64().unwrap_or(0) >= rev)
-        });
+        let ok =
+            c.members.iter().all(|m| m.status().is_some_and(|s| s["header"]["revision"].as_i64().unwrap_or(0) >= rev));
         if ok {
             let hashes: Vec<u64> = c.members.iter().map(|m| m.hash_kv(rev)).collect();
             if hashes.iter().all(|h| *h == hashes[0]) {

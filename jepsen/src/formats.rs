@@ -66,7 +66,8 @@ pub fn detect(path: &Path, text: &str) -> Format {
 
 /// Reads `path` in `format` (detected when `None`).
 pub fn read(path: &Path, format: Option<Format>) -> Result<(Format, Vec<Event>), FormatError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FormatError::Io { path: path.display().to_string(), source: e })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| FormatError::Io { path: path.display().to_string(), source: e })?;
     let format = format.unwrap_or_else(|| detect(path, &text));
     let events = match format {
         Format::Jsonl => history::read_jsonl(text.as_bytes())?,
@@ -112,7 +113,16 @@ pub fn porcupine_log(text: &str) -> Result<Vec<Event>, FormatError> {
             Some(v) => v.to_json(),
             None => Value::Null,
         };
-        out.push(Event { process: Some(process), kind, f, key: Value::Null, value, time: None, error: None, node: None });
+        out.push(Event {
+            process: Some(process),
+            kind,
+            f,
+            key: Value::Null,
+            value,
+            time: None,
+            error: None,
+            node: None,
+        });
     }
     Ok(out)
 }

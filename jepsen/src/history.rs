@@ -211,7 +211,16 @@ mod tests {
     use super::*;
 
     fn ev(process: i64, kind: EventType, f: &str, value: Value) -> Event {
-        Event { process: Some(process), kind, f: f.into(), key: Value::Null, value, time: None, error: None, node: None }
+        Event {
+            process: Some(process),
+            kind,
+            f: f.into(),
+            key: Value::Null,
+            value,
+            time: None,
+            error: None,
+            node: None,
+        }
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use strake_proto::etcdserverpb::cluster_client::ClusterClient;
 use strake_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use strake_proto::etcdserverpb::StatusRequest;
+use strake_proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberRemoveRequest, StatusRequest};
+use tonic::transport::Channel;
 
 use crate::cluster::LocalCluster;
 
@@ -33,6 +35,9 @@ pub enum Fault {
     Ring,
     /// Two halves joined by one bridge member.
     Bridge,
+    /// Remove a random member (MemberRemove), stop it and wipe its data; at heal add
+    /// it back (MemberAdd) and start it empty with --initial-cluster-state=existing.
+    Membership,
 }
 
 impl Fault {
@@ -51,6 +56,8 @@ pub enum Applied {
     Paused(Vec<usize>),
     /// Directed links cut.
     Cut(Vec<(usize, usize)>),
+    /// A member removed from the cluster, stopped and wiped.
+    Removed(usize),
 }
 
 /// The member every reachable member names as leader, if they agree.
@@ -61,8 +68,7 @@ pub async fn leader(cluster: &LocalCluster) -> Option<usize> {
         if !n.is_running() || n.is_paused() {
             continue;
         }
-        let url = format!("http://{}", n.endpoint());
-        let Ok(ch) = tonic::transport::Endpoint::from_shared(url).ok()?.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(1)).connect().await else {
+        let Some(ch) = admin_channel(cluster, i, Duration::from_secs(1)).await else {
             continue;
         };
         if let Ok(s) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
@@ -75,6 +81,56 @@ pub async fn leader(cluster: &LocalCluster) -> Option<usize> {
     }
     let l = *leaders.iter().next()?;
     ids.into_iter().find(|(id, _)| *id == l).map(|(_, i)| i)
+}
+
+/// A connected channel to member `i` for administrative calls.
+async fn admin_channel(cluster: &LocalCluster, i: usize, timeout: Duration) -> Option<Channel> {
+    let url = format!("http://{}", cluster.nodes[i].endpoint());
+    tonic::transport::Endpoint::from_shared(url)
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(timeout)
+        .connect()
+        .await
+        .ok()
+}
+
+/// Asks a running member other than `i` to remove member `i`; true when it did.
+async fn remove_member(cluster: &LocalCluster, i: usize) -> bool {
+    for j in (0..cluster.nodes.len()).filter(|j| *j != i && cluster.nodes[*j].is_running()) {
+        let Some(ch) = admin_channel(cluster, j, Duration::from_secs(5)).await else { continue };
+        let mut c = ClusterClient::new(ch);
+        let Ok(list) = c.member_list(MemberListRequest { linearizable: true }).await else { continue };
+        let Some(id) = list
+            .into_inner()
+            .members
+            .iter()
+            .find(|m| m.peer_ur_ls.contains(&cluster.nodes[i].peer_url()))
+            .map(|m| m.id)
+        else {
+            return false;
+        };
+        if c.member_remove(MemberRemoveRequest { id }).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Adds member `i` back (as a voter) through any running member; true when added.
+async fn add_member(cluster: &LocalCluster, i: usize) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        for j in (0..cluster.nodes.len()).filter(|j| *j != i && cluster.nodes[*j].is_running()) {
+            let Some(ch) = admin_channel(cluster, j, Duration::from_secs(5)).await else { continue };
+            let req = MemberAddRequest { peer_ur_ls: vec![cluster.nodes[i].peer_url()], is_learner: false };
+            if ClusterClient::new(ch).member_add(req).await.is_ok() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
 }
 
 /// Injects `fault`; returns what to undo, and a description.
@@ -157,6 +213,16 @@ pub async fn inject(cluster: &mut LocalCluster, fault: Fault) -> Option<(Applied
             links.set_blocked(cut.iter().copied().collect());
             Some((Applied::Cut(cut), desc))
         }
+        Fault::Membership => {
+            if running.len() < n || !remove_member(cluster, random).await {
+                return None;
+            }
+            cluster.stop(random);
+            if let Err(e) = cluster.wipe(random) {
+                tracing::warn!(error = %e, "cannot wipe a removed member");
+            }
+            Some((Applied::Removed(random), format!("remove {}", cluster.nodes[random].name)))
+        }
     }
 }
 
@@ -178,6 +244,15 @@ pub async fn heal(cluster: &mut LocalCluster, applied: &Applied) {
         Applied::Cut(_) => {
             if let Some(l) = &cluster.links {
                 l.heal();
+            }
+        }
+        Applied::Removed(i) => {
+            if !add_member(cluster, *i).await {
+                tracing::warn!(member = %cluster.nodes[*i].name, "cannot add a removed member back");
+                return;
+            }
+            if let Err(e) = cluster.start_node_as(*i, "existing") {
+                tracing::warn!(error = %e, "cannot start a re-added member");
             }
         }
     }

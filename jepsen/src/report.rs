@@ -98,7 +98,14 @@ fn verdict_html(v: Verdict) -> &'static str {
 fn check_details(check: &CheckReport) -> (String, BTreeSet<usize>) {
     let mut body = String::new();
     let mut hot = BTreeSet::new();
-    let _ = write!(body, "<p>model <b>{:?}</b>, {} operations, {:.1} ms, {} partition(s)</p>", check.model, check.ops, check.elapsed_ms, check.partitions.len());
+    let _ = write!(
+        body,
+        "<p>model <b>{:?}</b>, {} operations, {:.1} ms, {} partition(s)</p>",
+        check.model,
+        check.ops,
+        check.elapsed_ms,
+        check.partitions.len()
+    );
     if let Some(f) = &check.failure {
         if let Some(op) = &f.op {
             hot.insert(op.index);
@@ -134,7 +141,12 @@ fn check_details(check: &CheckReport) -> (String, BTreeSet<usize>) {
         body.push_str("</table>");
     }
     if !check.anomalies.is_empty() {
-        let _ = write!(body, "<p class='bad'>Anomalies: {}</p><p>Ruled out: {}</p>", esc(&check.anomalies.join(", ")), esc(&check.not.join(", ")));
+        let _ = write!(
+            body,
+            "<p class='bad'>Anomalies: {}</p><p>Ruled out: {}</p>",
+            esc(&check.anomalies.join(", ")),
+            esc(&check.not.join(", "))
+        );
         body.push_str("<pre>");
         for n in &check.notes {
             let _ = writeln!(body, "{}", esc(n));
@@ -145,7 +157,14 @@ fn check_details(check: &CheckReport) -> (String, BTreeSet<usize>) {
 }
 
 /// The report of a harness run.
-pub fn html(cfg: &RunConfig, events: &[Event], windows: &[Window], check: Option<&CheckReport>, watch_problems: &[String], verdict: Verdict) -> String {
+pub fn html(
+    cfg: &RunConfig,
+    events: &[Event],
+    windows: &[Window],
+    check: Option<&CheckReport>,
+    problems: &[String],
+    verdict: Verdict,
+) -> String {
     let mut body = format!(
         "<h1>strake jepsen: {} × {} members, {:?}</h1><p>{:?} for {:?}, {} processes, faults {:?}</p>{}",
         esc(&cfg.target.name),
@@ -159,9 +178,9 @@ pub fn html(cfg: &RunConfig, events: &[Event], windows: &[Window], check: Option
     );
     let (details, hot) = check.map(check_details).unwrap_or_default();
     body.push_str(&details);
-    if !watch_problems.is_empty() {
+    if !problems.is_empty() {
         body.push_str("<h3 class='bad'>Watch violations</h3><pre>");
-        for p in watch_problems {
+        for p in problems {
             let _ = writeln!(body, "{}", esc(p));
         }
         body.push_str("</pre>");

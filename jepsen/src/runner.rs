@@ -66,8 +66,8 @@ pub struct RunOutcome {
     pub counts: [u64; 3],
     /// The linearizability / transactional check.
     pub check: Option<CheckReport>,
-    /// Watch-guarantee violations (watch workload).
-    pub watch_problems: Vec<String>,
+    /// Violations found by the watch, lease or lock checkers.
+    pub problems: Vec<String>,
     /// Fault windows.
     pub windows: Vec<Window>,
     /// Files written.
@@ -91,8 +91,25 @@ impl Recorder {
     }
 }
 
-fn event(process: i64, kind: EventType, f: &str, key: &Value, value: Value, error: Option<String>, node: &str) -> Event {
-    Event { process: Some(process), kind, f: f.into(), key: key.clone(), value, time: None, error, node: Some(node.into()) }
+fn event(
+    process: i64,
+    kind: EventType,
+    f: &str,
+    key: &Value,
+    value: Value,
+    error: Option<String>,
+    node: &str,
+) -> Event {
+    Event {
+        process: Some(process),
+        kind,
+        f: f.into(),
+        key: key.clone(),
+        value,
+        time: None,
+        error,
+        node: Some(node.into()),
+    }
 }
 
 /// Runs the test described by `cfg`.
@@ -110,7 +127,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
     let deadline = Instant::now() + cfg.duration;
     let bar = if cfg.progress {
         let b = ProgressBar::new(cfg.duration.as_secs());
-        b.set_style(ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len}s {msg}").expect("template"));
+        b.set_style(
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len}s {msg}")
+                .expect("template"),
+        );
         b.set_prefix(format!("{} {:?}", cfg.target.name, cfg.workload));
         b
     } else {
@@ -138,43 +158,19 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
             tokio::spawn(async move {
                 let mut process = w as i64;
                 let mut member = w % endpoints.len();
-                let mut kv = client::connect(&endpoints[member], cfg.op_timeout).await.expect("endpoint");
+                let connect =
+                    |member: usize| workload::ProcessState::connect(cfg.workload, &endpoints[member], cfg.op_timeout);
+                let mut state = connect(member).await.expect("endpoint");
                 let per_worker = Duration::from_secs_f64(cfg.concurrency as f64 / cfg.rate.max(0.1));
                 while Instant::now() < deadline {
+                    if let Some(pause) = state.stall() {
+                        tokio::time::sleep(pause).await;
+                    }
                     let started = Instant::now();
                     let node = endpoints[member].clone();
-                    let (f, key, value) = match cfg.workload {
-                        WorkloadKind::Register => workload::register::generate(),
-                        WorkloadKind::Append => {
-                            let mut v = next_value.fetch_add(0, Ordering::Relaxed);
-                            let txn = workload::append::generate(&mut v);
-                            let used = txn.as_array().map_or(0, |a| a.iter().filter(|m| m[0] == "append").count()) as i64;
-                            let base = next_value.fetch_add(used, Ordering::Relaxed);
-                            // Renumber appends from the reserved block so values are unique.
-                            let mut k = base;
-                            let txn = Value::Array(
-                                txn.as_array()
-                                    .cloned()
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .map(|m| if m[0] == "append" { k += 1; serde_json::json!(["append", m[1], k]) } else { m })
-                                    .collect(),
-                            );
-                            ("txn".to_string(), Value::Null, txn)
-                        }
-                        WorkloadKind::Watch => {
-                            let v = next_value.fetch_add(1, Ordering::Relaxed);
-                            ("write".to_string(), serde_json::json!(v as u64 % workload::watch::KEYS), serde_json::json!(format!("v{v}")))
-                        }
-                    };
+                    let (f, key, value) = state.next(process, &next_value);
                     rec.push(event(process, EventType::Invoke, &f, &key, value.clone(), None, &node));
-                    let call = async {
-                        match cfg.workload {
-                            WorkloadKind::Register => workload::register::invoke(&mut kv, &f, &key, &value, cfg.op_timeout).await.map(|v| (v, None)),
-                            WorkloadKind::Append => workload::append::invoke(&mut kv, &value).await.map(|v| (v, None)),
-                            WorkloadKind::Watch => watch_write(&mut kv, &key, &value).await,
-                        }
-                    };
+                    let call = state.invoke(&f, &key, &value, cfg.op_timeout);
                     let result = match tokio::time::timeout(cfg.op_timeout, call).await {
                         Ok(r) => r,
                         Err(_) => Err(CallError::Info("timeout".into())),
@@ -187,14 +183,21 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
                             }
                             rec.push(e);
                         }
-                        Err(CallError::Fail(m)) => rec.push(event(process, EventType::Fail, &f, &key, value.clone(), Some(m), &node)),
+                        Err(CallError::Fail(m)) => {
+                            rec.push(event(process, EventType::Fail, &f, &key, value.clone(), Some(m), &node))
+                        }
                         Err(CallError::Info(m)) => {
+                            let moved = client::unreachable(&m);
                             rec.push(event(process, EventType::Info, &f, &key, value.clone(), Some(m), &node));
-                            // An unknown outcome retires the process; its successor
-                            // talks to another member.
+                            // An unknown outcome retires the process. Its successor
+                            // stays on the same member (as Jepsen binds threads to
+                            // nodes, so a deposed leader keeps being asked) unless
+                            // that member cannot be reached at all.
                             process += cfg.concurrency as i64;
-                            member = (member + 1) % endpoints.len();
-                            kv = client::connect(&endpoints[member], cfg.op_timeout).await.expect("endpoint");
+                            if moved {
+                                member = (member + 1) % endpoints.len();
+                            }
+                            state = connect(member).await.expect("endpoint");
                         }
                     }
                     ops_done.fetch_add(1, Ordering::Relaxed);
@@ -229,10 +232,28 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
                 let Some((applied, label)) = applied else { continue };
                 let start = rec.now();
                 bar.set_message(label.clone());
-                rec.push(Event { process: None, kind: EventType::Info, f: "start".into(), key: Value::Null, value: Value::String(label.clone()), time: None, error: None, node: None });
+                rec.push(Event {
+                    process: None,
+                    kind: EventType::Info,
+                    f: "start".into(),
+                    key: Value::Null,
+                    value: Value::String(label.clone()),
+                    time: None,
+                    error: None,
+                    node: None,
+                });
                 tokio::time::sleep(hold).await;
                 nemesis::heal(&mut *cluster.lock().await, &applied).await;
-                rec.push(Event { process: None, kind: EventType::Info, f: "stop".into(), key: Value::Null, value: Value::String(label.clone()), time: None, error: None, node: None });
+                rec.push(Event {
+                    process: None,
+                    kind: EventType::Info,
+                    f: "stop".into(),
+                    key: Value::Null,
+                    value: Value::String(label.clone()),
+                    time: None,
+                    error: None,
+                    node: None,
+                });
                 windows.lock().expect("not poisoned").push(Window { start, end: rec.now(), label });
                 bar.set_message(String::new());
             }
@@ -283,7 +304,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
         }
     }
     let windows = windows.lock().expect("not poisoned").clone();
-    let (verdict, check, watch_problems) = match cfg.workload {
+    let (verdict, check, problems) = match cfg.workload {
         WorkloadKind::Register => {
             let r = check::check_events(&events, ModelKind::EtcdRegister, true, Some(Duration::from_secs(300)), true)?;
             (r.verdict, Some(r), vec![])
@@ -292,10 +313,22 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
             let r = check::check_events(&events, ModelKind::ListAppend, true, Some(Duration::from_secs(60)), true)?;
             (r.verdict, Some(r), vec![])
         }
+        WorkloadKind::Lease | WorkloadKind::Lock | WorkloadKind::LockUnfenced => {
+            let problems = if cfg.workload == WorkloadKind::Lease {
+                workload::lease::check(&events)
+            } else {
+                workload::lock::check(&events)
+            };
+            (if problems.is_empty() { Verdict::Linearizable } else { Verdict::NotLinearizable }, None, problems)
+        }
         WorkloadKind::Watch => {
             let mut kv = client::connect(&endpoints[0], Duration::from_secs(10)).await.map_err(anyhow::Error::msg)?;
             let head = kv
-                .range(strake_proto::etcdserverpb::RangeRequest { key: "/jepsen/watch/".into(), range_end: crate::workload_prefix_end(b"/jepsen/watch/").into(), ..Default::default() })
+                .range(strake_proto::etcdserverpb::RangeRequest {
+                    key: "/jepsen/watch/".into(),
+                    range_end: crate::workload_prefix_end(b"/jepsen/watch/").into(),
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             let rev = head.header.map_or(0, |h| h.revision);
@@ -332,27 +365,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunOutcome> {
         stop.store(true, Ordering::Relaxed);
     }
     let report_path = cfg.out.join("report.html");
-    std::fs::write(&report_path, crate::report::html(&cfg, &events, &windows, check.as_ref(), &watch_problems, verdict))?;
-    let outcome = RunOutcome { verdict, counts, check, watch_problems, windows, history: history_path, report: report_path };
+    std::fs::write(&report_path, crate::report::html(&cfg, &events, &windows, check.as_ref(), &problems, verdict))?;
+    let outcome = RunOutcome { verdict, counts, check, problems, windows, history: history_path, report: report_path };
     std::fs::write(cfg.out.join("results.json"), serde_json::to_vec_pretty(&outcome)?)?;
     cluster.lock().await.stop_all();
     Ok(outcome)
 }
 
 /// A put for the watch workload; returns the value and the write's revision.
-async fn watch_write(
-    kv: &mut strake_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>,
-    key: &Value,
-    value: &Value,
-) -> Result<(Value, Option<i64>), CallError> {
-    let k = format!("{}{}", workload::watch::PREFIX, key);
-    let r = kv
-        .put(strake_proto::etcdserverpb::PutRequest { key: k.into(), value: value.as_str().unwrap_or("").to_string().into(), ..Default::default() })
-        .await
-        .map_err(|e| client::classify_write(&e))?;
-    Ok((value.clone(), r.into_inner().header.map(|h| h.revision)))
-}
-
 /// Where the server logs of a run are.
 pub fn logs_dir(out: &Path) -> PathBuf {
     out.join("cluster")

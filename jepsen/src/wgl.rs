@@ -121,7 +121,12 @@ const NIL: u32 = u32::MAX;
 const CHECK_EVERY: u64 = 1 << 12;
 
 /// Searches for a linearization of `ops` from the model's initial state.
-pub fn search<M: Model>(model: &M, ops: &[SearchOp<M::Op>], deadline: Option<Instant>, cancel: &AtomicBool) -> SearchResult {
+pub fn search<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+) -> SearchResult {
     search_bounded(model, ops, deadline, cancel, u64::MAX)
 }
 
@@ -182,7 +187,8 @@ pub fn search_bounded<M: Model>(
     while next[head as usize] != NIL {
         steps += 1;
         if steps >= max_steps
-            || (steps % CHECK_EVERY == 0 && (cancel.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() > d)))
+            || (steps % CHECK_EVERY == 0
+                && (cancel.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() > d)))
         {
             return SearchResult { verdict: Verdict::Unknown, longest, steps };
         }
@@ -196,7 +202,8 @@ pub fn search_bounded<M: Model>(
                     unlink(&mut next, &mut prev, cursor);
                     unlink(&mut next, &mut prev, pos_of[entry as usize + 1]);
                     if stack.len() > longest.len() {
-                        longest = stack.iter().map(|(p, _)| (order[*p as usize] / 2) as usize).map(|j| ops[j].id).collect();
+                        longest =
+                            stack.iter().map(|(p, _)| (order[*p as usize] / 2) as usize).map(|j| ops[j].id).collect();
                     }
                     cursor = next[head as usize];
                     continue;

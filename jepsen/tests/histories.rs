@@ -29,7 +29,12 @@ fn rows() -> Vec<Row> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Row { file: f[0].into(), model: f[1].into(), expected: f[2].into(), notes: f.get(6).unwrap_or(&"").to_string() }
+            Row {
+                file: f[0].into(),
+                model: f[1].into(),
+                expected: f[2].into(),
+                notes: f.get(6).unwrap_or(&"").to_string(),
+            }
         })
         .collect()
 }
@@ -72,7 +77,10 @@ fn every_reference_history_gets_its_expected_verdict() {
         let started = Instant::now();
         let report = check::check_file(&path, kind, None, partition, Some(Duration::from_secs(60)), false)
             .unwrap_or_else(|e| panic!("{}: {e}", row.file));
-        times.push((format!("{} ({})", row.file, if partition { "partitioned" } else { "one state" }), started.elapsed().as_secs_f64() * 1000.0));
+        times.push((
+            format!("{} ({})", row.file, if partition { "partitioned" } else { "one state" }),
+            started.elapsed().as_secs_f64() * 1000.0,
+        ));
         let want = match row.expected.as_str() {
             "linearizable" => Verdict::Linearizable,
             "not-linearizable" => Verdict::NotLinearizable,
@@ -84,7 +92,9 @@ fn every_reference_history_gets_its_expected_verdict() {
             failures.push(format!("{}: got {:?}, expected {:?}", row.file, report.verdict, want));
             continue;
         }
-        if let Some(index) = number_after(&row.notes, "failing :op is index").or_else(|| number_after(&row.notes, "failing :op index")) {
+        if let Some(index) =
+            number_after(&row.notes, "failing :op is index").or_else(|| number_after(&row.notes, "failing :op index"))
+        {
             // Knossos' rethink tests use an initially absent register.
             let report = if row.notes.contains("(cas-register nil)") {
                 let (_, events) = strake_jepsen::formats::read(&path, None).unwrap();
@@ -110,7 +120,12 @@ fn every_reference_history_gets_its_expected_verdict() {
     }
     times.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
     let total = |prefix: &str| times.iter().filter(|(f, _)| f.starts_with(prefix)).map(|(_, t)| t).sum::<f64>();
-    eprintln!("checker times: jepsen/ {:.1} ms, kv/ {:.1} ms, knossos/ {:.1} ms; slowest:", total("jepsen/"), total("kv/"), total("knossos/"));
+    eprintln!(
+        "checker times: jepsen/ {:.1} ms, kv/ {:.1} ms, knossos/ {:.1} ms; slowest:",
+        total("jepsen/"),
+        total("kv/"),
+        total("knossos/")
+    );
     for (f, t) in times.iter().take(12) {
         eprintln!("  {t:>9.2} ms  {f}");
     }
@@ -123,7 +138,12 @@ fn elle_cases() {
     let read = |name: &str| strake_jepsen::formats::read(&dir.join(name), None).unwrap().1;
     let budget = Duration::from_secs(20);
     // Not repeatable read (G2-item), yet not a snapshot-isolation violation.
-    let r = strake_jepsen::elle::check_models(&read("si-without-g-single.edn"), &["snapshot-isolation", "repeatable-read"], budget).unwrap();
+    let r = strake_jepsen::elle::check_models(
+        &read("si-without-g-single.edn"),
+        &["snapshot-isolation", "repeatable-read"],
+        budget,
+    )
+    .unwrap();
     let kinds: Vec<&str> = r.anomalies.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(kinds, ["G2-item"], "{:?}", r.anomalies);
     assert!(r.not.contains(&"repeatable-read".to_string()));

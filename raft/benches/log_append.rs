@@ -15,7 +15,10 @@ fn entry(index: u64) -> Entry {
     let put = PutRequest { key: format!("key{index:08}").into(), value: vec![b'v'; 256].into(), ..Default::default() };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal::single(WriteRequest { request: Some(Request::Put(put)), proposed_at_ms: 0 })),
+        payload: EntryPayload::Normal(Proposal::single(WriteRequest {
+            request: Some(Request::Put(put)),
+            proposed_at_ms: 0,
+        })),
     }
 }
 

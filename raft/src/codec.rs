@@ -171,7 +171,9 @@ mod tests {
         };
         let nodes: BTreeMap<u64, crate::types::MemberNode> = [(7, Default::default())].into();
         let membership = Membership::new(vec![BTreeSet::from([7])], nodes);
-        for payload in [EntryPayload::Blank, EntryPayload::Normal(Proposal::single(put)), EntryPayload::Membership(membership)] {
+        for payload in
+            [EntryPayload::Blank, EntryPayload::Normal(Proposal::single(put)), EntryPayload::Membership(membership)]
+        {
             let e = Entry { log_id: id, payload };
             let mut buf = Vec::new();
             encode_entry(&e, &mut buf);

@@ -11,6 +11,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+/// The time a lease of `ttl_seconds` lives from now. Injected bug
+/// ("lease-early-expiry"): a quarter of it.
+fn lifetime(ttl_seconds: i64) -> Duration {
+    let full = Duration::from_secs(ttl_seconds.max(0) as u64);
+    fail::fail_point!("lease-early-expiry", |_| full / 4);
+    full
+}
 use strake_store::Store;
 
 /// Most revocations proposed per expiry round.
@@ -35,11 +43,7 @@ impl Lessor {
     pub fn promote(&self, store: &Store, now: Instant) {
         let mut s = self.state.lock();
         s.primary = true;
-        s.deadlines = store
-            .leases()
-            .into_iter()
-            .map(|l| (l.id, now + Duration::from_secs(l.granted_ttl.max(0) as u64)))
-            .collect();
+        s.deadlines = store.leases().into_iter().map(|l| (l.id, now + lifetime(l.granted_ttl))).collect();
     }
 
     /// This member is no longer leader.
@@ -59,7 +63,7 @@ impl Lessor {
         let Some(lease) = store.lease(id) else { return 0 };
         let mut s = self.state.lock();
         if s.primary {
-            s.deadlines.insert(id, now + Duration::from_secs(lease.granted_ttl.max(0) as u64));
+            s.deadlines.insert(id, now + lifetime(lease.granted_ttl));
         }
         lease.granted_ttl
     }
@@ -68,7 +72,7 @@ impl Lessor {
     pub fn granted(&self, id: i64, ttl: i64, now: Instant) {
         let mut s = self.state.lock();
         if s.primary {
-            s.deadlines.insert(id, now + Duration::from_secs(ttl.max(0) as u64));
+            s.deadlines.insert(id, now + lifetime(ttl));
         }
     }
 
@@ -76,10 +80,7 @@ impl Lessor {
     pub fn time_to_live(&self, store: &Store, id: i64, now: Instant) -> (i64, i64) {
         let Some(lease) = store.lease(id) else { return (-1, 0) };
         let mut s = self.state.lock();
-        let deadline = *s
-            .deadlines
-            .entry(id)
-            .or_insert_with(|| now + Duration::from_secs(lease.granted_ttl.max(0) as u64));
+        let deadline = *s.deadlines.entry(id).or_insert_with(|| now + lifetime(lease.granted_ttl));
         let remaining = deadline.saturating_duration_since(now).as_secs() as i64;
         (remaining, lease.granted_ttl)
     }
@@ -96,8 +97,7 @@ impl Lessor {
         s.deadlines.retain(|id, _| live.contains(id));
         let mut out = Vec::new();
         for l in leases {
-            let deadline =
-                *s.deadlines.entry(l.id).or_insert_with(|| now + Duration::from_secs(l.granted_ttl.max(0) as u64));
+            let deadline = *s.deadlines.entry(l.id).or_insert_with(|| now + lifetime(l.granted_ttl));
             if deadline <= now && out.len() < MAX_REVOKES_PER_ROUND {
                 out.push(l.id);
             }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
-use strake_proto::etcdserverpb::LeaseRevokeRequest;
 use prost::Message;
+use strake_proto::etcdserverpb::LeaseRevokeRequest;
 use strake_proto::strakepb::{write_request, write_result, WriteBatch, WriteRequest};
 use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -112,10 +112,10 @@ impl RaftNode {
     /// when `config.bootstrap` is given and this member has no state yet.
     pub async fn start(config: NodeConfig, store: Store) -> Result<RaftNode, StartError> {
         let log = LogStore::open(&config.dir.join("wal"))?;
-        let snapshots = Arc::new(
-            SnapshotDirs::new(config.dir.join("snap"))
-                .map_err(|e| StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display())))?,
-        );
+        let snapshots =
+            Arc::new(SnapshotDirs::new(config.dir.join("snap")).map_err(|e| {
+                StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display()))
+            })?);
         let sm = StateMachine::new(store.clone(), snapshots.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
         let election_ms = config.election_timeout.as_millis() as u64;
         let raft_config = Config {
@@ -321,7 +321,8 @@ impl RaftNode {
             }
             let raft = self.shared.raft.clone();
             tokio::spawn(async move {
-                let (requests, waiters): (Vec<WriteRequest>, Vec<_>) = batch.into_iter().map(|w| (w.req, w.done)).unzip();
+                let (requests, waiters): (Vec<WriteRequest>, Vec<_>) =
+                    batch.into_iter().map(|w| (w.req, w.done)).unzip();
                 let outcome = raft.client_write(Proposal(WriteBatch { requests })).await;
                 drop(permit);
                 match outcome {
@@ -353,6 +354,8 @@ impl RaftNode {
     /// Waits until this member's state reflects every write committed before the
     /// call (a linearizable read barrier).
     pub async fn read_barrier(&self) -> Result<(), RaftError> {
+        // Injected bug: serve "linearizable" reads from local state (stale reads).
+        fail::fail_point!("read-barrier-skip", |_| Ok(()));
         let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
         loop {
             let (leader, node) = self.wait_for_leader(deadline).await?;
@@ -492,12 +495,7 @@ impl RaftNode {
 
     /// Adds a member as a learner (it then catches up by log or snapshot).
     pub async fn add_learner(&self, id: u64, node: MemberNode) -> Result<(), RaftError> {
-        self.shared
-            .raft
-            .add_learner(id, node, false)
-            .await
-            .map(|_| ())
-            .map_err(membership_error)
+        self.shared.raft.add_learner(id, node, false).await.map(|_| ()).map_err(membership_error)
     }
 
     /// Changes the voter set (joint consensus); `retain` keeps removed voters as learners.
@@ -512,7 +510,8 @@ impl RaftNode {
     /// followers' leader leases lapse, and asks the target to campaign until it wins.
     pub async fn transfer_leadership(&self, target: u64) -> Result<(), RaftError> {
         let (_, nodes) = self.members();
-        let node = nodes.get(&target).cloned().ok_or_else(|| RaftError::Membership(messages::MEMBER_NOT_FOUND.into()))?;
+        let node =
+            nodes.get(&target).cloned().ok_or_else(|| RaftError::Membership(messages::MEMBER_NOT_FOUND.into()))?;
         let timeout = self.shared.request_timeout;
         self.shared.transferring.store(true, Ordering::SeqCst);
         let _ = self.shared.raft.runtime_config().heartbeat(false);
@@ -569,7 +568,9 @@ impl RaftNode {
         let view = self.membership_view();
         let learners = view.nodes.keys().filter(|id| !view.voters.contains(id)).count();
         let url_taken = |node: &MemberNode, except: Option<u64>| {
-            view.nodes.iter().any(|(id, n)| Some(*id) != except && n.peer_urls.iter().any(|u| node.peer_urls.contains(u)))
+            view.nodes
+                .iter()
+                .any(|(id, n)| Some(*id) != except && n.peer_urls.iter().any(|u| node.peer_urls.contains(u)))
         };
         let refused = |m: &str| Err(RaftError::Membership(m.to_string()));
         let raft = &self.shared.raft;
@@ -580,7 +581,9 @@ impl RaftNode {
                 let _ = node;
                 refused(messages::ID_EXISTS)
             }
-            MembershipChange::AddLearner { node, .. } | MembershipChange::AddVoter { node, .. } if url_taken(&node, None) => {
+            MembershipChange::AddLearner { node, .. } | MembershipChange::AddVoter { node, .. }
+                if url_taken(&node, None) =>
+            {
                 refused(messages::PEER_URL_EXISTS)
             }
             MembershipChange::AddLearner { id, node } => {
@@ -602,11 +605,7 @@ impl RaftNode {
                 }
                 let m = raft.metrics().borrow().clone();
                 let last = m.last_log_index.unwrap_or(0);
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
+                let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index);
                 if (matched as f64) < PROMOTE_READY_RATIO * last as f64 {
                     return refused(messages::LEARNER_NOT_READY);
                 }
@@ -675,7 +674,9 @@ impl RaftNode {
 fn membership_error(e: OpenRaftError<u64, ClientWriteError<u64, MemberNode>>) -> RaftError {
     match e {
         OpenRaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RaftError::NotLeader,
-        OpenRaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => RaftError::Membership(format!("etcdserver: {c}")),
+        OpenRaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            RaftError::Membership(format!("etcdserver: {c}"))
+        }
         OpenRaftError::Fatal(_) => RaftError::Stopped,
     }
 }

@@ -12,7 +12,9 @@ use strake_proto::strakepb::{WriteBatchResult, WriteResult};
 use strake_store::Store;
 
 use crate::codec;
-use crate::types::{Applied, CheckpointDir, Entry, LogId, MemberNode, SnapshotData, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Applied, CheckpointDir, Entry, LogId, MemberNode, SnapshotData, StorageError, StoredMembership, TypeConfig,
+};
 
 /// The state machine adapter. Owned by openraft's state-machine task.
 pub struct StateMachine {
@@ -123,7 +125,9 @@ pub struct SnapshotBuilder {
 fn decode_position(marker: Option<Vec<u8>>) -> Result<codec::AppliedPosition, StorageError> {
     match marker {
         Some(m) => codec::decode_applied_marker(&m).map_err(|e| sm_error(ErrorVerb::Read, e)),
-        None => Ok(codec::AppliedPosition { last_applied: None, partial: None, membership: StoredMembership::default() }),
+        None => {
+            Ok(codec::AppliedPosition { last_applied: None, partial: None, membership: StoredMembership::default() })
+        }
     }
 }
 

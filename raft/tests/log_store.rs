@@ -15,7 +15,10 @@ fn entry(term: u64, index: u64, value_len: usize) -> Entry {
     let put = PutRequest { key: format!("k{index}").into(), value: vec![b'x'; value_len].into(), ..Default::default() };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-        payload: EntryPayload::Normal(Proposal::single(WriteRequest { request: Some(Request::Put(put)), proposed_at_ms: 0 })),
+        payload: EntryPayload::Normal(Proposal::single(WriteRequest {
+            request: Some(Request::Put(put)),
+            proposed_at_ms: 0,
+        })),
     }
 }
 

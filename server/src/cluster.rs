@@ -70,12 +70,21 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
         self.change(MembershipChange::Remove { id: request.into_inner().id }).await?;
-        Ok(Response::new(MemberRemoveResponse { header: Some(self.server.header(0)), members: member_list(&self.server) }))
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.server.header(0)),
+            members: member_list(&self.server),
+        }))
     }
 
-    async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
         let req = request.into_inner();
         check_urls(&req.peer_ur_ls)?;
         let view = self.server.node.membership_view();
@@ -86,14 +95,20 @@ impl Cluster for ClusterService {
             .ok_or_else(|| Status::not_found(strake_raft::membership::messages::MEMBER_NOT_FOUND))?;
         node.peer_urls = req.peer_ur_ls;
         self.change(MembershipChange::UpdateNode { id: req.id, node }).await?;
-        Ok(Response::new(MemberUpdateResponse { header: Some(self.server.header(0)), members: member_list(&self.server) }))
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.server.header(0)),
+            members: member_list(&self.server),
+        }))
     }
 
     async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         if request.into_inner().linearizable {
             self.server.node.read_barrier().await.map_err(|e| raft_status(&e))?;
         }
-        Ok(Response::new(MemberListResponse { header: Some(self.server.header(0)), members: member_list(&self.server) }))
+        Ok(Response::new(MemberListResponse {
+            header: Some(self.server.header(0)),
+            members: member_list(&self.server),
+        }))
     }
 
     async fn member_promote(
@@ -101,6 +116,9 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.change(MembershipChange::Promote { id: request.into_inner().id }).await?;
-        Ok(Response::new(MemberPromoteResponse { header: Some(self.server.header(0)), members: member_list(&self.server) }))
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.server.header(0)),
+            members: member_list(&self.server),
+        }))
     }
 }

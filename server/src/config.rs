@@ -87,6 +87,9 @@ pub struct EtcdConfig {
     /// Accepted for compatibility; strake has no pprof endpoint.
     #[arg(long, env = "ETCD_ENABLE_PPROF", default_value_t = false)]
     pub enable_pprof: bool,
+    /// Arm the failpoints named in the FAILPOINTS variable (tests that inject known bugs).
+    #[arg(long, hide = true, default_value_t = false)]
+    pub experimental_failpoints: bool,
     /// Write logs as JSON lines.
     #[arg(long, env = "STRAKE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -171,8 +174,9 @@ impl EtcdConfig {
             .unwrap_or_else(|| format!("{}={}", self.name, self.initial_advertise_peer_urls));
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) =
-                part.split_once('=').ok_or_else(|| invalid("--initial-cluster", format!("{part:?} is not name=url")))?;
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| invalid("--initial-cluster", format!("{part:?} is not name=url")))?;
             url::Url::parse(url).map_err(|e| invalid("--initial-cluster", format!("{url}: {e}")))?;
             out.entry(name.to_string()).or_default().push(url.to_string());
         }
@@ -216,7 +220,9 @@ impl EtcdConfig {
                 Ok(if d.is_zero() { AutoCompaction::Disabled } else { AutoCompaction::Periodic(d) })
             }
             "revision" => {
-                let n: i64 = r.parse().map_err(|_| invalid("--auto-compaction-retention", format!("{r:?} is not a revision count")))?;
+                let n: i64 = r
+                    .parse()
+                    .map_err(|_| invalid("--auto-compaction-retention", format!("{r:?} is not a revision count")))?;
                 Ok(if n <= 0 { AutoCompaction::Disabled } else { AutoCompaction::Revision(n) })
             }
             other => Err(invalid("--auto-compaction-mode", format!("{other:?} (want periodic or revision)"))),
@@ -278,8 +284,15 @@ mod tests {
 
     #[test]
     fn single_dash_flags_and_values() {
-        let c = parse(&["-name", "n1", "--initial-cluster", "n1=http://127.0.0.1:1,n2=http://127.0.0.1:2",
-            "--auto-compaction-mode=revision", "--auto-compaction-retention", "1000"]);
+        let c = parse(&[
+            "-name",
+            "n1",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:1,n2=http://127.0.0.1:2",
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention",
+            "1000",
+        ]);
         assert_eq!(c.name, "n1");
         assert_eq!(c.initial_cluster().unwrap().len(), 2);
         assert_eq!(c.auto_compaction().unwrap(), AutoCompaction::Revision(1000));

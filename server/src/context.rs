@@ -111,7 +111,9 @@ impl Server {
     async fn check_quota(&self, req: &WriteRequest) -> Result<(), Status> {
         let grows = matches!(
             req.request,
-            Some(write_request::Request::Put(_)) | Some(write_request::Request::Txn(_)) | Some(write_request::Request::LeaseGrant(_))
+            Some(write_request::Request::Put(_))
+                | Some(write_request::Request::Txn(_))
+                | Some(write_request::Request::LeaseGrant(_))
         );
         if !grows {
             return Ok(());
@@ -128,7 +130,8 @@ impl Server {
                 member_id: self.identity.member_id,
                 alarm: AlarmType::Nospace as i32,
             };
-            let wrapped = WriteRequest { request: Some(write_request::Request::Alarm(alarm)), proposed_at_ms: unix_ms() };
+            let wrapped =
+                WriteRequest { request: Some(write_request::Request::Alarm(alarm)), proposed_at_ms: unix_ms() };
             self.node.propose(wrapped).await.map_err(|e| raft_status(&e))?;
         }
         Err(store_status(&StoreError::NoSpace))

@@ -51,11 +51,20 @@ fn election_prefix(name: &[u8]) -> Bytes {
 
 async fn proclaim(server: &Server, leader: &LeaderKey, value: Bytes) -> Result<(), Status> {
     let put = RequestOp {
-        request: Some(Op::RequestPut(PutRequest { key: leader.key.clone(), value, ignore_lease: true, ..Default::default() })),
+        request: Some(Op::RequestPut(PutRequest {
+            key: leader.key.clone(),
+            value,
+            ignore_lease: true,
+            ..Default::default()
+        })),
     };
     let resp = recipes::txn(
         server,
-        TxnRequest { compare: vec![recipes::create_revision_is(&leader.key, leader.rev)], success: vec![put], failure: vec![] },
+        TxnRequest {
+            compare: vec![recipes::create_revision_is(&leader.key, leader.rev)],
+            success: vec![put],
+            failure: vec![],
+        },
     )
     .await?;
     if resp.succeeded {

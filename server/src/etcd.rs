@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use strake_proto::etcdserverpb::auth_server::AuthServer;
 use strake_proto::etcdserverpb::cluster_server::ClusterServer;
 use strake_proto::etcdserverpb::kv_server::KvServer;
 use strake_proto::etcdserverpb::lease_server::LeaseServer;
 use strake_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use strake_proto::etcdserverpb::watch_server::WatchServer;
-use strake_proto::etcdserverpb::auth_server::AuthServer;
 use strake_proto::v3electionpb::election_server::ElectionServer;
 use strake_proto::v3lockpb::lock_server::LockServer;
 use strake_raft::transport::service::PeerService;
@@ -74,7 +74,8 @@ async fn load_or_create_identity(config: &EtcdConfig, member_dir: &Path) -> Resu
     } else {
         discover_identity(config).await?
     };
-    std::fs::create_dir_all(member_dir).map_err(|e| EtcdError::DataDir(format!("cannot create {}: {e}", member_dir.display())))?;
+    std::fs::create_dir_all(member_dir)
+        .map_err(|e| EtcdError::DataDir(format!("cannot create {}: {e}", member_dir.display())))?;
     let tmp = member_dir.join("identity.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&identity).expect("serialise"))
         .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
@@ -155,7 +156,9 @@ impl EtcdServer {
                 .into_iter()
                 // Every founding member must write the same first membership entry:
                 // client URLs are published by each member once it runs.
-                .map(|(name, urls)| (ids::member_id(&urls, token, None), MemberNode { name, peer_urls: urls, client_urls: vec![] }))
+                .map(|(name, urls)| {
+                    (ids::member_id(&urls, token, None), MemberNode { name, peer_urls: urls, client_urls: vec![] })
+                })
                 .collect())
         });
         let bootstrap = bootstrap.transpose()?;
@@ -196,25 +199,34 @@ impl EtcdServer {
 
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let grpc_limit = config.max_request_bytes as usize + (512 << 10);
-        let client_router = tonic::service::Routes::new(KvServer::new(kv::KvService::new(server.clone()))
-            .max_decoding_message_size(grpc_limit)
-            .max_encoding_message_size(usize::MAX))
-            .add_service(WatchServer::new(watch::WatchService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .add_service(LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .add_service(ClusterServer::new(cluster::ClusterService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .add_service(
-                MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone())).max_decoding_message_size(grpc_limit),
-            )
-            .add_service(AuthServer::new(auth::AuthService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .add_service(LockServer::new(lock::LockService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .add_service(ElectionServer::new(election::ElectionService::new(server.clone())).max_decoding_message_size(grpc_limit))
-            .into_axum_router()
-            .merge(http::routes(server.clone()));
+        let client_router = tonic::service::Routes::new(
+            KvServer::new(kv::KvService::new(server.clone()))
+                .max_decoding_message_size(grpc_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(WatchServer::new(watch::WatchService::new(server.clone())).max_decoding_message_size(grpc_limit))
+        .add_service(LeaseServer::new(lease::LeaseService::new(server.clone())).max_decoding_message_size(grpc_limit))
+        .add_service(
+            ClusterServer::new(cluster::ClusterService::new(server.clone())).max_decoding_message_size(grpc_limit),
+        )
+        .add_service(
+            MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
+                .max_decoding_message_size(grpc_limit),
+        )
+        .add_service(AuthServer::new(auth::AuthService::new(server.clone())).max_decoding_message_size(grpc_limit))
+        .add_service(LockServer::new(lock::LockService::new(server.clone())).max_decoding_message_size(grpc_limit))
+        .add_service(
+            ElectionServer::new(election::ElectionService::new(server.clone())).max_decoding_message_size(grpc_limit),
+        )
+        .into_axum_router()
+        .merge(http::routes(server.clone()));
 
-        let peer_router = tonic::service::Routes::new(PeerService::server(node.clone(), config.name.clone())).into_axum_router();
+        let peer_router =
+            tonic::service::Routes::new(PeerService::server(node.clone(), config.name.clone())).into_axum_router();
         for url in split_urls(&config.listen_peer_urls) {
             let addr = listen_addr(&url)?;
-            let listener = TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
+            let listener =
+                TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
             tracing::info!(%url, "serving peer traffic");
             tokio::spawn(serve::serve(listener, peer_router.clone(), shutdown_rx.clone()));
         }
@@ -229,15 +241,19 @@ impl EtcdServer {
         let mut client_addrs = Vec::new();
         for url in split_urls(&config.listen_client_urls) {
             let addr = listen_addr(&url)?;
-            let listener = TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
-            client_addrs.push(listener.local_addr().map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?);
+            let listener =
+                TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
+            client_addrs
+                .push(listener.local_addr().map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?);
             tracing::info!(%url, "serving client requests");
             tokio::spawn(serve::serve(listener, client_router.clone(), shutdown_rx.clone()));
         }
         if let Some(urls) = &config.listen_metrics_urls {
             for url in split_urls(urls) {
                 let addr = listen_addr(&url)?;
-                let listener = TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
+                let listener = TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
                 tracing::info!(%url, "serving metrics");
                 tokio::spawn(serve::serve(listener, http::routes(server.clone()), shutdown_rx.clone()));
             }

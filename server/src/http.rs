@@ -54,7 +54,8 @@ async fn health(State(server): State<Shared>, Query(q): Query<HashMap<String, St
 }
 
 async fn livez(State(server): State<Shared>) -> impl IntoResponse {
-    let probe = RangeRequest { key: "health".into(), keys_only: true, limit: 1, serializable: true, ..Default::default() };
+    let probe =
+        RangeRequest { key: "health".into(), keys_only: true, limit: 1, serializable: true, ..Default::default() };
     match server.store.range(&probe) {
         Ok(_) => (StatusCode::OK, "ok\n".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("[-]serializable_read failed: {e}\n")),

@@ -121,7 +121,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         txn::check_delete(&req).map_err(|e| store_status(&e))?;
         match self.server.propose(W::DeleteRange(req)).await? {
@@ -176,9 +179,7 @@ impl KvService {
     async fn read_only_txn(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
         self.server.node.read_barrier().await.map_err(|e| crate::errors::raft_status(&e))?;
         let store = self.server.store.clone();
-        crate::context::run_blocking(move || store.read_txn(&req))
-            .await?
-            .map_err(|e: StoreError| store_status(&e))
+        crate::context::run_blocking(move || store.read_txn(&req)).await?.map_err(|e: StoreError| store_status(&e))
     }
 }
 

@@ -69,7 +69,10 @@ impl Lease for LeaseService {
         }
     }
 
-    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         match self.server.propose(W::LeaseRevoke(request.into_inner())).await? {
             R::LeaseRevoke(mut resp) => {
                 self.server.fill(&mut resp.header);
@@ -126,10 +129,19 @@ impl Lease for LeaseService {
         } else {
             Vec::new()
         };
-        Ok(Response::new(LeaseTimeToLiveResponse { header: Some(self.server.header(0)), id: req.id, ttl, granted_ttl, keys }))
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: Some(self.server.header(0)),
+            id: req.id,
+            ttl,
+            granted_ttl,
+            keys,
+        }))
     }
 
-    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let leases = self.server.store.leases().into_iter().map(|l| LeaseStatus { id: l.id }).collect();
         Ok(Response::new(LeaseLeasesResponse { header: Some(self.server.header(0)), leases }))
     }

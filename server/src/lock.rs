@@ -42,7 +42,8 @@ impl Lock for LockService {
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         let key = request.into_inner().key;
-        let header = match self.server.propose(W::DeleteRange(DeleteRangeRequest { key, ..Default::default() })).await? {
+        let header = match self.server.propose(W::DeleteRange(DeleteRangeRequest { key, ..Default::default() })).await?
+        {
             R::DeleteRange(r) => r.header,
             _ => return Err(Status::internal("unexpected apply result for unlock")),
         };

@@ -205,11 +205,7 @@ impl Maintenance for MaintenanceService {
         if !voters.contains(&target) {
             return Err(server_status(&ServerError::BadLeaderTransferee));
         }
-        self.server
-            .node
-            .transfer_leadership(target)
-            .await
-            .map_err(|e| crate::errors::raft_status(&e))?;
+        self.server.node.transfer_leadership(target).await.map_err(|e| crate::errors::raft_status(&e))?;
         Ok(Response::new(MoveLeaderResponse { header: Some(self.server.header(0)) }))
     }
 

@@ -64,29 +64,68 @@ impl Metrics {
     pub fn new(version: &str) -> Metrics {
         let r = Registry::new();
         let v = prometheus::IntGaugeVec::new(
-            prometheus::Opts::new("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version."),
+            prometheus::Opts::new(
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+            ),
             &["server_version"],
         )
         .expect("valid metric");
         v.with_label_values(&[version]).set(1);
         r.register(Box::new(v)).expect("unique metric");
         Metrics {
-            proposals_applied: counter(&r, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied."),
-            proposals_failed: counter(&r, "etcd_server_proposals_failed_total", "The total number of failed proposals seen."),
-            proposals_pending: gauge(&r, "etcd_server_proposals_pending", "The current number of pending proposals to commit."),
+            proposals_applied: counter(
+                &r,
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied.",
+            ),
+            proposals_failed: counter(
+                &r,
+                "etcd_server_proposals_failed_total",
+                "The total number of failed proposals seen.",
+            ),
+            proposals_pending: gauge(
+                &r,
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit.",
+            ),
             range_total: counter(&r, "etcd_mvcc_range_total", "Total number of ranges seen by this member."),
             put_total: counter(&r, "etcd_mvcc_put_total", "Total number of puts seen by this member."),
             delete_total: counter(&r, "etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
             txn_total: counter(&r, "etcd_mvcc_txn_total", "Total number of txns seen by this member."),
             watch_streams: gauge(&r, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams."),
             watchers: gauge(&r, "etcd_debugging_mvcc_watcher_total", "Total number of watchers."),
-            has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not."),
-            is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise."),
-            is_learner: gauge(&r, "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise."),
-            db_total_size: gauge(&r, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes."),
-            db_in_use_size: gauge(&r, "etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes."),
+            has_leader: gauge(
+                &r,
+                "etcd_server_has_leader",
+                "Whether or not a leader exists. 1 is existence, 0 is not.",
+            ),
+            is_leader: gauge(
+                &r,
+                "etcd_server_is_leader",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            ),
+            is_learner: gauge(
+                &r,
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            ),
+            db_total_size: gauge(
+                &r,
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+            ),
+            db_in_use_size: gauge(
+                &r,
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "Total size of the underlying database logically in use in bytes.",
+            ),
             current_revision: gauge(&r, "etcd_debugging_mvcc_current_revision", "The current revision of store."),
-            compact_revision: gauge(&r, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store."),
+            compact_revision: gauge(
+                &r,
+                "etcd_debugging_mvcc_compact_revision",
+                "The revision of the last compaction in store.",
+            ),
             applied_index: gauge(&r, "etcd_server_apply_index", "The current apply index."),
             term: gauge(&r, "etcd_server_term", "The current term."),
             quota_bytes: gauge(&r, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes."),

@@ -70,7 +70,12 @@ pub async fn create_if_absent(
     lease: i64,
 ) -> Result<(i64, Bytes, ResponseHeader), Status> {
     let put = RequestOp {
-        request: Some(Op::RequestPut(PutRequest { key: key.clone(), value: value.clone(), lease, ..Default::default() })),
+        request: Some(Op::RequestPut(PutRequest {
+            key: key.clone(),
+            value: value.clone(),
+            lease,
+            ..Default::default()
+        })),
     };
     let resp = txn(
         server,
@@ -82,7 +87,9 @@ pub async fn create_if_absent(
         return Ok((header.revision, value, header));
     }
     match resp.responses.first().and_then(|r| r.response.as_ref()) {
-        Some(OpResp::ResponseRange(r)) if !r.kvs.is_empty() => Ok((r.kvs[0].create_revision, r.kvs[0].value.clone(), header)),
+        Some(OpResp::ResponseRange(r)) if !r.kvs.is_empty() => {
+            Ok((r.kvs[0].create_revision, r.kvs[0].value.clone(), header))
+        }
         _ => Err(Status::internal("create-if-absent: key vanished")),
     }
 }

@@ -226,7 +226,10 @@ mod tests {
 
     #[test]
     fn fragments_split_by_size_and_flag_all_but_last() {
-        let ev = |n: usize| Event { kv: Some(KeyValue { key: "k".into(), value: vec![0u8; n].into(), ..Default::default() }), ..Default::default() };
+        let ev = |n: usize| Event {
+            kv: Some(KeyValue { key: "k".into(), value: vec![0u8; n].into(), ..Default::default() }),
+            ..Default::default()
+        };
         let parts = fragments(vec![ev(600), ev(600), ev(600)], 1000);
         assert_eq!(parts.len(), 3);
         assert!(parts[0].1 && parts[1].1 && !parts[2].1);

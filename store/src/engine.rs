@@ -239,10 +239,7 @@ impl Engine {
     }
 
     fn sum_property(&self, name: &str) -> u64 {
-        schema::ALL_CFS
-            .iter()
-            .filter_map(|cf| self.db().property_int_value_cf(self.cf(cf), name).ok().flatten())
-            .sum()
+        schema::ALL_CFS.iter().filter_map(|cf| self.db().property_int_value_cf(self.cf(cf), name).ok().flatten()).sum()
     }
 
     /// Compacts every column family fully: reclaims the space of deleted versions.

@@ -92,9 +92,7 @@ impl StoreError {
             StoreError::LeaseTtlTooLarge => ErrorClass::OutOfRange,
             StoreError::NoSpace => ErrorClass::ResourceExhausted,
             StoreError::Corrupt => ErrorClass::FailedPrecondition,
-            StoreError::Engine(_) | StoreError::Malformed { .. } | StoreError::Unusable(_) => {
-                ErrorClass::Internal
-            }
+            StoreError::Engine(_) | StoreError::Malformed { .. } | StoreError::Unusable(_) => ErrorClass::Internal,
         }
     }
 

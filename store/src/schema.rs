@@ -153,9 +153,7 @@ pub fn encode_lease_ttl(ttl: i64) -> Vec<u8> {
 
 /// Decodes a TTL from the `lease` column family.
 pub fn decode_lease_ttl(key: &[u8], mut value: &[u8]) -> Result<i64> {
-    prost::encoding::decode_varint(&mut value)
-        .map(|v| v as i64)
-        .map_err(|e| malformed(CF_LEASE, key, &e.to_string()))
+    prost::encoding::decode_varint(&mut value).map(|v| v as i64).map_err(|e| malformed(CF_LEASE, key, &e.to_string()))
 }
 
 /// A big-endian u64 meta value.
@@ -215,10 +213,7 @@ impl KvRecord {
 
 /// The error for bytes that do not decode.
 pub fn malformed(cf: &str, key: &[u8], detail: &str) -> StoreError {
-    StoreError::Malformed {
-        location: format!("column family '{cf}', key {}", hex(key)),
-        detail: detail.to_string(),
-    }
+    StoreError::Malformed { location: format!("column family '{cf}', key {}", hex(key)), detail: detail.to_string() }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -136,9 +136,10 @@ impl Store {
     pub fn restore(&self, checkpoint_dir: &Path) -> Result<Option<Vec<u8>>> {
         let _guard = self.inner.apply_lock.lock();
         let old = self.engine();
-        let root = old.path().parent().map(Path::to_path_buf).ok_or_else(|| {
-            StoreError::Unusable(format!("store directory {} has no parent", old.path().display()))
-        })?;
+        let root =
+            old.path().parent().map(Path::to_path_buf).ok_or_else(|| {
+                StoreError::Unusable(format!("store directory {} has no parent", old.path().display()))
+            })?;
         let engine = Arc::new(Engine::adopt(&root, checkpoint_dir, &self.inner.options)?);
         let loaded = LoadedState::read(&engine, &root)?;
         let marker = engine.get(CF_META, schema::META_APPLIED)?;
@@ -211,7 +212,10 @@ impl Store {
     }
 
     /// Evaluates a txn that only reads, on local state at the current revision.
-    pub fn read_txn(&self, req: &strake_proto::etcdserverpb::TxnRequest) -> Result<strake_proto::etcdserverpb::TxnResponse> {
+    pub fn read_txn(
+        &self,
+        req: &strake_proto::etcdserverpb::TxnRequest,
+    ) -> Result<strake_proto::etcdserverpb::TxnResponse> {
         let engine = self.engine();
         let mut wtxn = WriteTxn::new(&engine, self.revision());
         let resp = txn::execute(req, &mut wtxn, self)?;
@@ -269,9 +273,7 @@ impl Store {
             Some(Rq::LeaseGrant(g)) => Rs::LeaseGrant(self.apply_lease_grant(g, wtxn)?),
             Some(Rq::LeaseRevoke(r)) => Rs::LeaseRevoke(self.apply_lease_revoke(r, wtxn)?),
             Some(Rq::Alarm(a)) => Rs::Alarm(self.apply_alarm(a, wtxn)?),
-            Some(Rq::LeaseCheckpoint(_)) => {
-                Rs::LeaseCheckpoint(Default::default())
-            }
+            Some(Rq::LeaseCheckpoint(_)) => Rs::LeaseCheckpoint(Default::default()),
             None => return Err(StoreError::Unusable("empty write request".into())),
         })
     }

@@ -118,7 +118,11 @@ impl<'a> WriteTxn<'a> {
         let version = Version { key: key.clone(), rev, record };
         self.write_version(&version);
         let prev_kv = prev.as_ref().map(Version::to_key_value);
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(version.to_key_value()), prev_kv: prev_kv.clone() });
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(version.to_key_value()),
+            prev_kv: prev_kv.clone(),
+        });
         self.overlay.insert(key, Some(version));
         Ok(PutResponse {
             header: Some(ResponseHeader { revision: rev.main, ..Default::default() }),

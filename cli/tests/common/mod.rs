@@ -222,7 +222,9 @@ pub fn etcdctl(endpoints: &[String], args: &[&str]) -> Output {
 /// A minimal HTTP/1.1 GET on 127.0.0.1:port; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(1)).ok()?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(1))
+            .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = String::new();
@@ -412,7 +414,12 @@ impl ProxiedCluster {
         for (i, m) in cluster.members.iter_mut().enumerate() {
             let target: std::net::SocketAddr = format!("127.0.0.1:{}", m.peer_port).parse().unwrap();
             let proxy = rt
-                .block_on(strake_jepsen::net::proxy::LinkProxy::start("127.0.0.1:0".parse().unwrap(), target, i, links.clone()))
+                .block_on(strake_jepsen::net::proxy::LinkProxy::start(
+                    "127.0.0.1:0".parse().unwrap(),
+                    target,
+                    i,
+                    links.clone(),
+                ))
                 .expect("proxy");
             m.advertised_peer_port = Some(proxy.listen.port());
         }
@@ -474,7 +481,10 @@ impl Target {
 impl Member {
     /// This member as a test target.
     pub fn target(&self) -> Target {
-        Target { endpoints: vec![self.endpoint()], members: vec![(self.name.clone(), self.peer_url(), self.client_url())] }
+        Target {
+            endpoints: vec![self.endpoint()],
+            members: vec![(self.name.clone(), self.peer_url(), self.client_url())],
+        }
     }
 }
 

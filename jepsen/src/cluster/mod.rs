@@ -47,6 +47,9 @@ pub struct TargetSpec {
     /// Put a fault-injecting proxy on every peer link.
     #[serde(default)]
     pub proxied: bool,
+    /// Environment variables for every member (e.g. FAILPOINTS).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl TargetSpec {
@@ -60,12 +63,22 @@ impl TargetSpec {
             extra_args: vec![],
             members,
             proxied: false,
+            env: Default::default(),
         }
     }
 
     /// Real etcd with the given binary.
     pub fn etcd(binary: PathBuf, members: usize) -> TargetSpec {
-        TargetSpec { name: "etcd".into(), flavor: Flavor::Etcd, binary, prefix_args: vec![], extra_args: vec![], members, proxied: false }
+        TargetSpec {
+            name: "etcd".into(),
+            flavor: Flavor::Etcd,
+            binary,
+            prefix_args: vec![],
+            extra_args: vec![],
+            members,
+            proxied: false,
+            env: Default::default(),
+        }
     }
 
     /// Reads a spec from a JSON file.
@@ -123,6 +136,11 @@ impl Node {
     /// host:port for clients.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The peer URL other members use for it.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.advertised_peer_port)
     }
 
     /// The process ID while running.
@@ -197,11 +215,8 @@ impl LocalCluster {
                 paused: false,
             });
         }
-        let initial_cluster = nodes
-            .iter()
-            .map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.advertised_peer_port))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster =
+            nodes.iter().map(|n| format!("{}={}", n.name, n.peer_url())).collect::<Vec<_>>().join(",");
         ports.release();
         let token = format!("strake-jepsen-{}", std::process::id());
         Ok(LocalCluster { spec, nodes, links, initial_cluster, token, _proxies: proxies })
@@ -225,18 +240,25 @@ impl LocalCluster {
             .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg(format!("--initial-cluster-state={state}"))
             .arg(format!("--initial-cluster-token={}", self.token))
-            .args(&self.spec.extra_args);
+            .args(&self.spec.extra_args)
+            .envs(&self.spec.env);
         cmd
     }
 
     /// Starts member `i` (no-op when running).
     pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        self.start_node_as(i, "new")
+    }
+
+    /// Starts member `i` with `--initial-cluster-state=state` ("existing" for a
+    /// member just added with MemberAdd and an empty data directory).
+    pub fn start_node_as(&mut self, i: usize, state: &str) -> anyhow::Result<()> {
         if self.nodes[i].child.is_some() {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.nodes[i].log)?;
         let child = self
-            .command(i, "new")
+            .command(i, state)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -274,7 +296,11 @@ impl LocalCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                anyhow::bail!("{} is not healthy after {timeout:?}; see {}", self.nodes[i].name, self.nodes[i].log.display());
+                anyhow::bail!(
+                    "{} is not healthy after {timeout:?}; see {}",
+                    self.nodes[i].name,
+                    self.nodes[i].log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -327,7 +353,10 @@ impl LocalCluster {
     pub fn peak_rss_kib(&self, i: usize) -> Option<u64> {
         let pid = self.nodes[i].pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// Bytes under member `i`'s data directory.

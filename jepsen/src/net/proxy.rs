@@ -108,7 +108,12 @@ pub struct LinkProxy {
 impl LinkProxy {
     /// Listens on `listen` (port 0 picks one) and forwards to `target`, the peer port of
     /// member `dst`, obeying `table`.
-    pub async fn start(listen: SocketAddr, target: SocketAddr, dst: usize, table: Arc<LinkTable>) -> std::io::Result<LinkProxy> {
+    pub async fn start(
+        listen: SocketAddr,
+        target: SocketAddr,
+        dst: usize,
+        table: Arc<LinkTable>,
+    ) -> std::io::Result<LinkProxy> {
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
         tokio::spawn(async move {
@@ -126,7 +131,14 @@ impl LinkProxy {
 /// Forwards one connection, re-checking the link whenever the table changes. The
 /// source member is resolved again while unknown (the connection may predate the
 /// registration of the process).
-async fn serve(mut client: TcpStream, peer: SocketAddr, listen: SocketAddr, target: SocketAddr, dst: usize, table: Arc<LinkTable>) {
+async fn serve(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    listen: SocketAddr,
+    target: SocketAddr,
+    dst: usize,
+    table: Arc<LinkTable>,
+) {
     let mut epoch = table.epoch.subscribe();
     let mut src = table.member_of(peer, listen);
     // A cut link: hold the connection open, forward nothing, close once healed.

@@ -21,8 +21,9 @@ fn key(k: i64) -> Vec<u8> {
     format!("/jepsen/append/{k}").into_bytes()
 }
 
-/// A random transaction of 1–4 micro-operations; appended values are unique.
-pub fn generate(next_value: &mut i64) -> Value {
+/// A random transaction of 1–4 micro-operations; appended values come from
+/// `values`, so they are unique across processes.
+pub fn generate_unique(values: &std::sync::atomic::AtomicI64) -> Value {
     let mut rng = rand::rng();
     let n = rng.random_range(1..=4);
     let ops: Vec<Value> = (0..n)
@@ -31,8 +32,7 @@ pub fn generate(next_value: &mut i64) -> Value {
             if rng.random_bool(0.5) {
                 json!(["r", k, null])
             } else {
-                *next_value += 1;
-                json!(["append", k, *next_value])
+                json!(["append", k, values.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1])
             }
         })
         .collect();
@@ -47,9 +47,12 @@ pub async fn invoke(kv: &mut KvClient<Channel>, txn: &Value) -> Result<Value, Ca
     keys.dedup();
     let reads: Vec<RequestOp> = keys
         .iter()
-        .map(|k| RequestOp { request: Some(Request::RequestRange(RangeRequest { key: key(*k).into(), ..Default::default() })) })
+        .map(|k| RequestOp {
+            request: Some(Request::RequestRange(RangeRequest { key: key(*k).into(), ..Default::default() })),
+        })
         .collect();
-    let snapshot = kv.txn(TxnRequest { compare: vec![], success: reads, failure: vec![] }).await.map_err(|e| classify_read(&e))?;
+    let snapshot =
+        kv.txn(TxnRequest { compare: vec![], success: reads, failure: vec![] }).await.map_err(|e| classify_read(&e))?;
     let mut state: std::collections::BTreeMap<i64, (Vec<Value>, i64)> = Default::default();
     for (k, r) in keys.iter().zip(snapshot.into_inner().responses) {
         let (list, rev) = match r.response {

@@ -15,6 +15,8 @@ use crate::client::{classify_read, classify_write, CallError};
 
 /// Keys of the register workload.
 pub const KEYS: u64 = 8;
+/// Distinct values written.
+pub const VALUES: i64 = 100;
 
 fn key(k: u64) -> Vec<u8> {
     format!("/jepsen/register/{k}").into_bytes()
@@ -24,22 +26,34 @@ fn key(k: u64) -> Vec<u8> {
 pub fn generate() -> (String, Value, Value) {
     let mut rng = rand::rng();
     let k = rng.random_range(0..KEYS);
+    // Values span VALUES so that an unknown write explains few stale reads; CAS
+    // compares against a small range so some of them succeed.
     match rng.random_range(0..10) {
         0..=3 => ("read".into(), json!(k), Value::Null),
-        4..=6 => ("write".into(), json!(k), json!(rng.random_range(0..5))),
-        _ => ("cas".into(), json!(k), json!([rng.random_range(0..5), rng.random_range(0..5)])),
+        4..=6 => ("write".into(), json!(k), json!(rng.random_range(0..VALUES))),
+        _ => ("cas".into(), json!(k), json!([rng.random_range(0..5), rng.random_range(0..VALUES)])),
     }
 }
 
 /// Runs one operation; `Ok(value)` is the completion's value.
-pub async fn invoke(kv: &mut KvClient<Channel>, f: &str, k: &Value, v: &Value, _timeout: Duration) -> Result<Value, CallError> {
+pub async fn invoke(
+    kv: &mut KvClient<Channel>,
+    f: &str,
+    k: &Value,
+    v: &Value,
+    _timeout: Duration,
+) -> Result<Value, CallError> {
     let k = key(k.as_u64().unwrap_or(0));
     match f {
         "read" => {
-            let r = kv.range(RangeRequest { key: k.into(), ..Default::default() }).await.map_err(|e| classify_read(&e))?;
+            let r =
+                kv.range(RangeRequest { key: k.into(), ..Default::default() }).await.map_err(|e| classify_read(&e))?;
             let kvs = r.into_inner().kvs;
             Ok(match kvs.first() {
-                Some(kv) => std::str::from_utf8(&kv.value).ok().and_then(|s| s.parse::<i64>().ok()).map_or(Value::Null, Value::from),
+                Some(kv) => std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map_or(Value::Null, Value::from),
                 None => Value::Null,
             })
         }
@@ -60,7 +74,11 @@ pub async fn invoke(kv: &mut KvClient<Channel>, f: &str, k: &Value, v: &Value, _
                     range_end: Default::default(),
                 }],
                 success: vec![RequestOp {
-                    request: Some(Request::RequestPut(PutRequest { key: k.into(), value: to.to_string().into(), ..Default::default() })),
+                    request: Some(Request::RequestPut(PutRequest {
+                        key: k.into(),
+                        value: to.to_string().into(),
+                        ..Default::default()
+                    })),
                 }],
                 failure: vec![],
             };

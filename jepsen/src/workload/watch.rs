@@ -48,19 +48,27 @@ pub struct WatcherLog {
 
 /// Streams `PREFIX` from revision 1 until `stop` is set and `until` (the final
 /// revision, once known) has been seen, switching members on errors.
-pub async fn watch(id: usize, endpoints: Vec<String>, stop: Arc<AtomicBool>, until: Arc<std::sync::atomic::AtomicI64>) -> WatcherLog {
+pub async fn watch(
+    id: usize,
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+    until: Arc<std::sync::atomic::AtomicI64>,
+) -> WatcherLog {
     let mut log = WatcherLog { id, ..Default::default() };
     let mut next_rev = 1i64;
     let mut member = id % endpoints.len();
     let mut responses = 0u64;
     loop {
-        let done = |next: i64| stop.load(Ordering::Relaxed) && until.load(Ordering::Relaxed) > 0 && next > until.load(Ordering::Relaxed);
+        let done = |next: i64| {
+            stop.load(Ordering::Relaxed) && until.load(Ordering::Relaxed) > 0 && next > until.load(Ordering::Relaxed)
+        };
         if done(next_rev) {
             return log;
         }
         let url = format!("http://{}", endpoints[member]);
         member = (member + 1) % endpoints.len();
-        let Ok(ch) = Endpoint::from_shared(url).expect("url").connect_timeout(Duration::from_secs(1)).connect().await else {
+        let Ok(ch) = Endpoint::from_shared(url).expect("url").connect_timeout(Duration::from_secs(1)).connect().await
+        else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -144,7 +152,8 @@ pub fn check(logs: &[WatcherLog], writes: &[WriteRecord], final_revision: i64) -
         let mut seen = BTreeSet::new();
         for pair in log.events.windows(2) {
             if pair[1].revision < pair[0].revision {
-                problems.push(format!("watcher {w}: revision went back from {} to {}", pair[0].revision, pair[1].revision));
+                problems
+                    .push(format!("watcher {w}: revision went back from {} to {}", pair[0].revision, pair[1].revision));
             }
         }
         for e in &log.events {
@@ -153,7 +162,8 @@ pub fn check(logs: &[WatcherLog], writes: &[WriteRecord], final_revision: i64) -
             }
             // Nothing invented: each event is a write the clients made.
             match by_value.get(e.value.as_str()) {
-                None => problems.push(format!("watcher {w}: event {}={} at {} matches no write", e.key, e.value, e.revision)),
+                None => problems
+                    .push(format!("watcher {w}: event {}={} at {} matches no write", e.key, e.value, e.revision)),
                 Some(wr) => {
                     if wr.key != e.key || wr.revision.is_some_and(|r| r != e.revision) {
                         problems.push(format!(
@@ -186,7 +196,8 @@ pub fn check(logs: &[WatcherLog], writes: &[WriteRecord], final_revision: i64) -
         for wr in writes {
             if let Some(r) = wr.revision {
                 if r <= final_revision && !delivered.contains(&(r, wr.value.as_str())) {
-                    problems.push(format!("watcher {w}: acknowledged write {}={} at {r} never arrived", wr.key, wr.value));
+                    problems
+                        .push(format!("watcher {w}: acknowledged write {}={} at {r} never arrived", wr.key, wr.value));
                 }
             }
         }
@@ -195,7 +206,8 @@ pub fn check(logs: &[WatcherLog], writes: &[WriteRecord], final_revision: i64) -
         match canonical {
             None => canonical = Some(&log.events),
             Some(c) => {
-                let c: Vec<(i64, &str)> = c.iter().filter(|e| e.revision <= final_revision).map(|e| (e.revision, e.value.as_str())).collect();
+                let c: Vec<(i64, &str)> =
+                    c.iter().filter(|e| e.revision <= final_revision).map(|e| (e.revision, e.value.as_str())).collect();
                 let mine: Vec<(i64, &str)> = cut.iter().map(|e| (e.revision, e.value.as_str())).collect();
                 if c != mine {
                     problems.push(format!("watcher {w}: its log differs from watcher {}'s", logs[0].id));

@@ -125,7 +125,10 @@ impl Shared {
         if crc32fast::hash(payload) != crc {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("checksum mismatch in {} at offset {offset}", format::segment_path(&self.dir, segment).display()),
+                format!(
+                    "checksum mismatch in {} at offset {offset}",
+                    format::segment_path(&self.dir, segment).display()
+                ),
             ));
         }
         codec::decode_entry(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.0))
@@ -266,11 +269,16 @@ fn read_meta<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<O
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LogError::io(&path, e)),
     };
-    let body = format::unframe_meta(&bytes)
-        .ok_or_else(|| LogError::Corrupt { file: path.clone(), offset: 0, detail: "checksum mismatch".into() })?;
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| LogError::Corrupt { file: path, offset: 4, detail: e.to_string() })
+    let body = format::unframe_meta(&bytes).ok_or_else(|| LogError::Corrupt {
+        file: path.clone(),
+        offset: 0,
+        detail: "checksum mismatch".into(),
+    })?;
+    serde_json::from_slice(body).map(Some).map_err(|e| LogError::Corrupt {
+        file: path,
+        offset: 4,
+        detail: e.to_string(),
+    })
 }
 
 fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> Result<Index, LogError> {
@@ -295,14 +303,20 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
             continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| LogError::io(&path, e))?;
-        let (records, end) = format::scan(&bytes, last)
-            .map_err(|c| LogError::Corrupt { file: path.clone(), offset: c.offset, detail: c.detail })?;
+        let (records, end) = format::scan(&bytes, last).map_err(|c| LogError::Corrupt {
+            file: path.clone(),
+            offset: c.offset,
+            detail: c.detail,
+        })?;
         let mut expected = seg;
         for rec in &records {
             let start = rec.offset as usize + format::RECORD_HEADER_LEN;
             let payload = &bytes[start..start + rec.len as usize];
-            let entry = codec::decode_entry(payload)
-                .map_err(|e| LogError::Corrupt { file: path.clone(), offset: rec.offset, detail: e.0 })?;
+            let entry = codec::decode_entry(payload).map_err(|e| LogError::Corrupt {
+                file: path.clone(),
+                offset: rec.offset,
+                detail: e.0,
+            })?;
             if entry.log_id.index != expected {
                 return Err(LogError::Corrupt {
                     file: path.clone(),
@@ -482,8 +496,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ix.last_purged = Some(log_id);
             // A segment can go once the next one starts at or below the purge point + 1.
             let segs = ix.segments.clone();
-            let remove: Vec<u64> =
-                segs.windows(2).filter(|w| w[1] <= log_id.index + 1).map(|w| w[0]).collect();
+            let remove: Vec<u64> = segs.windows(2).filter(|w| w[1] <= log_id.index + 1).map(|w| w[0]).collect();
             ix.segments.retain(|s| !remove.contains(s));
             for s in &remove {
                 ix.read_handles.remove(s);

@@ -73,10 +73,34 @@ impl Writer {
     pub(crate) fn run(mut self, rx: std::sync::mpsc::Receiver<Command>) {
         let mut pending: Vec<(FlushCallback, u64)> = Vec::new();
         let mut touched: Vec<u64> = Vec::new();
-        while let Ok(first) = rx.recv() {
+        // Injected bug ("log-ack-before-write"): appends acknowledged at once and
+        // written only every couple of seconds, so a crash loses acknowledged entries.
+        let mut deferred: Vec<(u64, bool, u64, Vec<u8>)> = Vec::new();
+        let mut last_deferred_write = std::time::Instant::now();
+        loop {
+            let first = match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(c) => c,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if !deferred.is_empty() && last_deferred_write.elapsed() > std::time::Duration::from_secs(2) {
+                        self.write_deferred(&mut deferred);
+                        last_deferred_write = std::time::Instant::now();
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
+                let defer = (|| {
+                    fail::fail_point!("log-ack-before-write", |_| true);
+                    false
+                })();
                 match cmd {
+                    Command::Append { segment, create, offset, bytes, last_index, callback } if defer => {
+                        deferred.push((segment, create, offset, bytes));
+                        self.shared.mark_durable(last_index);
+                        callback(Ok(()));
+                    }
                     Command::Append { segment, create, offset, bytes, last_index, callback } => {
                         let res = self.file(segment, create).and_then(|f| f.write_all_at(&bytes, offset));
                         if let Err(e) = res {
@@ -90,12 +114,21 @@ impl Writer {
                     }
                     other => {
                         self.sync_pending(&mut pending, &mut touched);
+                        self.write_deferred(&mut deferred);
                         self.execute(other);
                     }
                 }
                 next = rx.try_recv().ok();
             }
             self.sync_pending(&mut pending, &mut touched);
+        }
+    }
+
+    fn write_deferred(&mut self, deferred: &mut Vec<(u64, bool, u64, Vec<u8>)>) {
+        for (segment, create, offset, bytes) in deferred.drain(..) {
+            if let Ok(f) = self.file(segment, create) {
+                let _ = f.write_all_at(&bytes, offset);
+            }
         }
     }
 
@@ -111,7 +144,6 @@ impl Writer {
                 }
             }
         }
-        fail::fail_point!("raft-log-before-ack");
         let last = pending.last().map(|(_, i)| *i).unwrap_or(0);
         if result.is_ok() {
             self.shared.mark_durable(last);

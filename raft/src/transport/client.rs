@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{Fatal, NetworkError, RPCError, RaftError as OpenRaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError as OpenRaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{OptionalSend, Snapshot};
@@ -40,7 +43,9 @@ impl std::fmt::Debug for PeerClients {
 
 fn status_error(s: &tonic::Status) -> RaftError {
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Cancelled => RaftError::Other(format!("peer unavailable: {}", s.message())),
+        tonic::Code::Unavailable | tonic::Code::Cancelled => {
+            RaftError::Other(format!("peer unavailable: {}", s.message()))
+        }
         tonic::Code::DeadlineExceeded => RaftError::Timeout,
         _ => match s.message() {
             m if m == RaftError::NoLeader.to_string() => RaftError::NoLeader,
@@ -74,7 +79,12 @@ impl PeerClients {
     }
 
     /// Sends a write to the leader `leader` and returns its result.
-    pub async fn forward(&self, leader: &MemberNode, req: WriteRequest, timeout: Duration) -> Result<WriteResult, RaftError> {
+    pub async fn forward(
+        &self,
+        leader: &MemberNode,
+        req: WriteRequest,
+        timeout: Duration,
+    ) -> Result<WriteResult, RaftError> {
         let mut request = tonic::Request::new(req);
         request.set_timeout(timeout);
         let resp = self.get(leader)?.forward(request).await.map_err(|s| status_error(&s))?;
@@ -118,7 +128,8 @@ impl PeerClients {
         change: &crate::membership::MembershipChange,
         timeout: Duration,
     ) -> Result<(), RaftError> {
-        let mut request = tonic::Request::new(JsonMessage { json: serde_json::to_vec(change).expect("serialise").into() });
+        let mut request =
+            tonic::Request::new(JsonMessage { json: serde_json::to_vec(change).expect("serialise").into() });
         request.set_timeout(timeout);
         let resp = self.get(leader)?.change_membership(request).await.map_err(|s| status_error(&s))?;
         let result: Result<(), String> = serde_json::from_slice(&resp.into_inner().json)
@@ -128,14 +139,19 @@ impl PeerClients {
 
     /// Asks `node` to campaign until it leads.
     pub async fn take_leadership(&self, node: &MemberNode, timeout: Duration) -> Result<(), RaftError> {
-        let mut request = tonic::Request::new(strakepb::TakeLeadershipRequest { timeout_ms: timeout.as_millis() as u64 });
+        let mut request =
+            tonic::Request::new(strakepb::TakeLeadershipRequest { timeout_ms: timeout.as_millis() as u64 });
         request.set_timeout(timeout + Duration::from_secs(1));
         self.get(node)?.take_leadership(request).await.map_err(|s| status_error(&s))?;
         Ok(())
     }
 
     /// Asks a member who it is.
-    pub async fn member_info(&self, node: &MemberNode, timeout: Duration) -> Result<strakepb::MemberInfoResponse, RaftError> {
+    pub async fn member_info(
+        &self,
+        node: &MemberNode,
+        timeout: Duration,
+    ) -> Result<strakepb::MemberInfoResponse, RaftError> {
         let mut request = tonic::Request::new(strakepb::MemberInfoRequest {});
         request.set_timeout(timeout);
         let resp = self.get(node)?.member_info(request).await.map_err(|s| status_error(&s))?;
@@ -218,7 +234,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
         let mut client = self.client()?;
-        let mut request = tonic::Request::new(JsonMessage { json: serde_json::to_vec(&rpc).expect("serialise").into() });
+        let mut request =
+            tonic::Request::new(JsonMessage { json: serde_json::to_vec(&rpc).expect("serialise").into() });
         request.set_timeout(option.hard_ttl());
         let resp = client.vote(request).await.map_err(transport_error)?;
         let result: Result<VoteResponse<u64>, OpenRaftError<u64>> = decode_json(&resp.into_inner().json)?;

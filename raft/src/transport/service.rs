@@ -69,7 +69,8 @@ impl RaftPeer for PeerService {
         let rpc = AppendEntriesRequest {
             vote: serde_json::from_slice(&r.vote_json).map_err(|e| bad_request("vote", e))?,
             prev_log_id: serde_json::from_slice(&r.prev_log_id_json).map_err(|e| bad_request("prev_log_id", e))?,
-            leader_commit: serde_json::from_slice(&r.leader_commit_json).map_err(|e| bad_request("leader_commit", e))?,
+            leader_commit: serde_json::from_slice(&r.leader_commit_json)
+                .map_err(|e| bad_request("leader_commit", e))?,
             entries,
         };
         Ok(json(&self.node.raft().append_entries(rpc).await))

@@ -11,6 +11,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::session::SessionShared;
 use super::{single_key, SessionMessage, WatchSpec};
 
+/// Deliveries so far (used only to pace injected bugs).
+static DELIVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Identifies a watcher across the hub: its session and its watch ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct WatcherKey {
@@ -117,6 +120,21 @@ impl WatchHub {
         }
         for (key, events) in matched {
             let w = &state.watchers[&key];
+            // Injected bugs: drop or repeat one delivery in fifty.
+            let nth = DELIVERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 49;
+            let armed = |name: &str| {
+                nth && (|| {
+                    fail::fail_point!(name, |_| true);
+                    false
+                })()
+            };
+            if armed("watch-skip-event") {
+                continue;
+            }
+            if armed("watch-duplicate-event") {
+                let _ =
+                    w.session.tx.try_send(SessionMessage::Events { watch_id: key.watch_id, events: events.clone() });
+            }
             match w.session.tx.try_send(SessionMessage::Events { watch_id: key.watch_id, events }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {

@@ -1,0 +1,88 @@
+//! A smoke run of the load generator: every `strake bench` workload for about a second
+//! against a one-member strake and against real etcd (Debian's etcd-server), each
+//! ending with operations done and no errors. Speed is not asserted here; the
+//! figures come from `strake bench compare` (BENCHMARKS.md).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{runtime, strake_bin};
+use strake_jepsen::cluster::{LocalCluster, TargetSpec};
+
+const WORKLOADS: [&str; 11] = [
+    "put",
+    "put-seq",
+    "range-linear",
+    "range-serial",
+    "txn-cas",
+    "txn-mixed",
+    "delete",
+    "watch-latency",
+    "watch-fanout",
+    "lease",
+    "k8s-mix",
+];
+
+/// Runs every workload against `endpoint`; returns the failures.
+fn run_suite(endpoint: &str, label: &str, dir: &Path) -> Vec<String> {
+    let mut failures = Vec::new();
+    for workload in WORKLOADS {
+        let json = dir.join(format!("{label}-{workload}.json"));
+        let out = std::process::Command::new(strake_bin())
+            .args([
+                "bench",
+                "run",
+                workload,
+                "--endpoints",
+                endpoint,
+                "--duration",
+                "1s",
+                "--clients",
+                "8",
+                "--conns",
+                "2",
+            ])
+            .args(["--key-space", "500", "--rate", "200", "--target", label, "--quiet", "--json"])
+            .arg(&json)
+            .output()
+            .expect("run strake bench");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            failures.push(format!("{label} {workload}: exit {:?}\n{text}", out.status.code()));
+            continue;
+        }
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("summary JSON")).expect("JSON");
+        if summary["ops"].as_u64().unwrap_or(0) == 0 {
+            failures.push(format!("{label} {workload}: no operations\n{text}"));
+        }
+        if summary["errors"].as_object().is_none_or(|e| !e.is_empty()) {
+            failures.push(format!("{label} {workload}: errors {}", summary["errors"]));
+        }
+    }
+    failures
+}
+
+fn smoke(spec: TargetSpec, label: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut cluster = rt.block_on(LocalCluster::create(spec, dir.path())).expect("lay out");
+    rt.block_on(cluster.start(Duration::from_secs(30))).expect("start");
+    let failures = run_suite(&cluster.endpoints()[0], label, dir.path());
+    cluster.stop_all();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_workload_runs_without_errors_against_strake() {
+    smoke(TargetSpec::strake(strake_bin(), 1), "strake");
+}
+
+#[test]
+fn every_workload_runs_without_errors_against_real_etcd() {
+    let etcd = PathBuf::from("/usr/bin/etcd");
+    assert!(etcd.exists(), "/usr/bin/etcd missing: scripts/prereqs.sh --test installs etcd-server");
+    smoke(TargetSpec::etcd(etcd, 1), "etcd");
+}
