@@ -46,6 +46,10 @@ pub enum RaftError {
     /// This member is not the leader and the operation needs the leader.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// The leader could not be reached at all: the request was not delivered and may
+    /// be retried once a leader is reachable (internal; clients see a timeout).
+    #[error("etcdserver: request timed out")]
+    PeerUnreachable,
     /// The node is shutting down or has failed.
     #[error("etcdserver: server stopped")]
     Stopped,

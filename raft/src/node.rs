@@ -264,8 +264,9 @@ impl RaftNode {
             }
             match self.shared.peers.forward(&node, req.clone(), remaining).await {
                 Ok(result) => return result.result.ok_or_else(|| RaftError::Other("empty forwarded result".into())),
-                // The leader refused before proposing: safe to try again.
-                Err(RaftError::NotLeader) | Err(RaftError::NoLeader) => {
+                // The leader refused before proposing, or was not reached: safe to
+                // try again (against the next leader once one is elected).
+                Err(RaftError::NotLeader) | Err(RaftError::NoLeader) | Err(RaftError::PeerUnreachable) => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(RaftError::Timeout);
                     }
@@ -370,12 +371,16 @@ impl RaftNode {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(RaftError::NotLeader) | Err(RaftError::LeaderChanged) | Err(RaftError::NoLeader)
-                    if tokio::time::Instant::now() < deadline =>
-                {
+                // Reads have no effect: retry any leadership or reachability trouble
+                // until the deadline.
+                Err(
+                    RaftError::NotLeader | RaftError::LeaderChanged | RaftError::NoLeader | RaftError::PeerUnreachable,
+                ) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(RaftError::NotLeader) | Err(RaftError::LeaderChanged) => return Err(RaftError::Timeout),
+                Err(RaftError::NotLeader | RaftError::LeaderChanged | RaftError::PeerUnreachable) => {
+                    return Err(RaftError::Timeout)
+                }
                 Err(e) => return Err(e),
             }
         }

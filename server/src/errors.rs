@@ -50,7 +50,11 @@ pub fn store_status(e: &StoreError) -> Status {
 /// A replication error as etcd reports it.
 pub fn raft_status(e: &RaftError) -> Status {
     let code = match e {
-        RaftError::NoLeader | RaftError::LeaderChanged | RaftError::Timeout | RaftError::Stopped => Code::Unavailable,
+        RaftError::NoLeader
+        | RaftError::LeaderChanged
+        | RaftError::Timeout
+        | RaftError::PeerUnreachable
+        | RaftError::Stopped => Code::Unavailable,
         RaftError::NotLeader => Code::FailedPrecondition,
         RaftError::Membership(m) if m.contains("member not found") => Code::NotFound,
         RaftError::Membership(_) => Code::FailedPrecondition,

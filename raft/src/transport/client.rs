@@ -41,11 +41,37 @@ impl std::fmt::Debug for PeerClients {
     }
 }
 
+/// Whether a peer call failed because no connection could be made (its error chain
+/// names a connect failure or a refused connection).
+fn never_connected(s: &tonic::Status) -> bool {
+    if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(s);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        // Not "connection reset" and the like: those may follow a delivery.
+        let text = e.to_string();
+        if text.contains("tcp connect error") || text.contains("error trying to connect") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Maps a peer call's failure. A connection that could not be made means the request
+/// was never delivered (safe to retry against the next leader); any other transport
+/// failure may have happened after delivery, so its outcome is unknown.
 fn status_error(s: &tonic::Status) -> RaftError {
     match s.code() {
-        tonic::Code::Unavailable | tonic::Code::Cancelled => {
-            RaftError::Other(format!("peer unavailable: {}", s.message()))
-        }
+        _ if never_connected(s) => RaftError::PeerUnreachable,
+        tonic::Code::Unavailable | tonic::Code::Cancelled => RaftError::LeaderChanged,
+        tonic::Code::Unknown if s.message() == "transport error" => RaftError::LeaderChanged,
         tonic::Code::DeadlineExceeded => RaftError::Timeout,
         _ => match s.message() {
             m if m == RaftError::NoLeader.to_string() => RaftError::NoLeader,
