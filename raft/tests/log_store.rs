@@ -161,3 +161,26 @@ fn a_gap_between_segments_is_corruption() {
     let err = LogStore::open(dir.path()).err().expect("refuses to open").to_string();
     assert!(err.contains("raft log corrupted"), "{err}");
 }
+
+#[test]
+fn replication_reads_are_bounded_in_bytes_but_never_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut log = LogStore::open(dir.path()).unwrap();
+    for i in 1..=40 {
+        append(&log, vec![entry(1, i, BIG)]);
+    }
+    let mut reader = rt.block_on(log.get_log_reader());
+    let batch = rt.block_on(reader.limited_get_log_entries(1, 41)).unwrap();
+    let budget = strake_raft::log::REPLICATION_BATCH_BYTES;
+    assert!(batch.len() > 1 && batch.len() < 40, "{} entries of {BIG} bytes for a {budget}-byte budget", batch.len());
+    assert!(batch.len() * BIG <= budget);
+    let got: Vec<u64> = batch.iter().map(|e| e.log_id.index).collect();
+    assert_eq!(got, (1..=batch.len() as u64).collect::<Vec<_>>());
+    // One entry larger than the budget still goes alone.
+    append(&log, vec![entry(1, 41, budget + 1)]);
+    let alone = rt.block_on(reader.limited_get_log_entries(41, 42)).unwrap();
+    assert_eq!(alone.len(), 1);
+    // A full read is not limited.
+    assert_eq!(rt.block_on(reader.try_get_log_entries(1..42)).unwrap().len(), 41);
+}

@@ -35,6 +35,13 @@ use writer::{Command, Writer};
 pub const VOTE_FILE: &str = "vote";
 /// File holding the last purged log ID.
 pub const PURGED_FILE: &str = "purged";
+/// Most record bytes replication puts in one AppendEntries (at least one entry is
+/// always sent). openraft gives an AppendEntries one heartbeat interval to complete,
+/// so a batch must cross the wire and be fsynced by the follower well within that: a
+/// follower behind by many large values, sent its whole backlog at once, would time
+/// out on every attempt and never catch up. etcd caps raft messages at 1 MiB for the
+/// same reason.
+pub const REPLICATION_BATCH_BYTES: usize = 2 << 20;
 /// Bytes of decoded entries kept in memory; older entries are read from disk.
 pub const ENTRY_CACHE_BYTES: usize = 64 << 20;
 
@@ -73,35 +80,35 @@ impl Shared {
         evict(&mut ix);
     }
 
-    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+    /// Reads the entries in `[start, end)` that are still in the log, stopping early once
+    /// they add up to more than `byte_budget` record bytes (at least one is returned).
+    fn read_entries(&self, start: u64, end: u64, byte_budget: usize) -> Result<Vec<Entry>, StorageError> {
         let mut out = Vec::new();
-        let mut misses: Vec<(u64, u64, u32)> = Vec::new();
+        // Entries not cached in memory: their position in `out` and where they are on disk.
+        let mut misses: Vec<(usize, LogId, u64, u64, u32)> = Vec::new();
         {
             let ix = self.index.lock();
             let Some(first) = ix.slots.front().map(|s| s.log_id.index) else { return Ok(out) };
             let from = start.max(first);
             let to = end.min(first + ix.slots.len() as u64);
+            let mut bytes = 0usize;
             for i in from..to {
                 let slot = &ix.slots[(i - first) as usize];
+                bytes += slot.len as usize;
+                if !out.is_empty() && bytes > byte_budget {
+                    break;
+                }
                 match &slot.cached {
                     Some(e) => out.push(e.clone()),
                     None => {
-                        misses.push((slot.segment, slot.offset, slot.len));
+                        misses.push((out.len(), slot.log_id, slot.segment, slot.offset, slot.len));
                         out.push(Entry { log_id: slot.log_id, payload: openraft::EntryPayload::Blank });
                     }
                 }
             }
         }
-        if misses.is_empty() {
-            return Ok(out);
-        }
-        let mut miss = misses.into_iter();
-        for e in out.iter_mut() {
-            if !matches!(e.payload, openraft::EntryPayload::Blank) {
-                continue;
-            }
-            let Some((segment, offset, len)) = miss.next() else { break };
-            *e = self.read_from_disk(segment, offset, len).map_err(|err| read_error(e.log_id, err))?;
+        for (position, log_id, segment, offset, len) in misses {
+            out[position] = self.read_from_disk(segment, offset, len).map_err(|err| read_error(log_id, err))?;
         }
         Ok(out)
     }
@@ -404,7 +411,12 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        self.shared.read_entries(start, end)
+        self.shared.read_entries(start, end, usize::MAX)
+    }
+
+    /// What replication sends in one AppendEntries: at most [`REPLICATION_BATCH_BYTES`].
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.shared.read_entries(start, end, REPLICATION_BATCH_BYTES)
     }
 }
 
@@ -414,7 +426,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bounds(&range);
-        self.shared.read_entries(start, end)
+        self.shared.read_entries(start, end, usize::MAX)
     }
 }
 
