@@ -231,3 +231,32 @@ fn corrupted_vote_file_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("vote") && stderr.contains("checksum"), "{stderr}");
 }
+
+#[test]
+fn a_write_over_the_backend_quota_raises_nospace_and_the_data_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &["--quota-backend-bytes", &(4u64 << 20).to_string()]);
+    m.start();
+    let rt = runtime();
+    let refused = rt.block_on(async {
+        let mut kv = KvClient::new(channel(m.client_port).await);
+        for i in 0..200 {
+            let put =
+                PutRequest { key: format!("q/{i}").into(), value: vec![b'q'; 100 << 10].into(), ..Default::default() };
+            if let Err(e) = kv.put(put).await {
+                return Some((i, e));
+            }
+        }
+        None
+    });
+    let (written, e) = refused.expect("20 MiB of puts fit in a 4 MiB quota");
+    assert_eq!((e.code(), e.message()), (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"));
+    assert!(m.ctl(&["alarm", "list"]).contains("alarm:NOSPACE"));
+    // Everything written before the alarm is still there, and further writes are refused.
+    let count = m.ctl(&["get", "q/", "--prefix", "--count-only", "-w", "json"]);
+    assert_eq!(common::json(&count)["count"].as_i64(), Some(written as i64), "{count}");
+    let out = m.etcdctl(&["put", "more", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database space exceeded"));
+    // Deleting is allowed under NOSPACE (etcd's capped applier).
+    assert!(m.ctl(&["del", "q/", "--prefix"]).trim() == written.to_string());
+}

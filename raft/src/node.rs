@@ -211,7 +211,9 @@ impl RaftNode {
 
     /// The current Raft state.
     pub fn status(&self) -> NodeStatus {
-        let m = self.shared.raft.metrics().borrow().clone();
+        // Borrowed, not cloned: this runs for every response header.
+        let metrics = self.shared.raft.metrics();
+        let m = metrics.borrow();
         NodeStatus {
             term: m.current_term,
             leader: m.current_leader,
@@ -231,7 +233,8 @@ impl RaftNode {
     }
 
     fn leader_node(&self) -> Option<(u64, MemberNode)> {
-        let m = self.shared.raft.metrics().borrow().clone();
+        let metrics = self.shared.raft.metrics();
+        let m = metrics.borrow();
         let leader = m.current_leader?;
         let node = m.membership_config.membership().get_node(&leader)?.clone();
         Some((leader, node))

@@ -118,7 +118,7 @@ impl Server {
         if !grows {
             return Ok(());
         }
-        let size = self.store.engine().size_bytes() as i64;
+        let size = self.store.engine().recent_size_bytes() as i64;
         if size + req.encoded_len() as i64 <= self.limits.quota_bytes {
             return Ok(());
         }

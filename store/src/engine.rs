@@ -43,7 +43,12 @@ pub struct Engine {
     path: PathBuf,
     write_options: WriteOptions,
     retired: std::sync::atomic::AtomicBool,
+    /// The last size measured, and when.
+    recent_size: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How stale [`Engine::recent_size_bytes`] may be.
+pub const SIZE_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -182,7 +187,13 @@ impl Engine {
         })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(Engine { db: Some(db), path: path.to_path_buf(), write_options, retired: Default::default() })
+        Ok(Engine {
+            db: Some(db),
+            path: path.to_path_buf(),
+            write_options,
+            retired: Default::default(),
+            recent_size: Default::default(),
+        })
     }
 
     /// Where the database lives.
@@ -230,7 +241,22 @@ impl Engine {
 
     /// Bytes the database occupies on disk (SST files plus memtables).
     pub fn size_bytes(&self) -> u64 {
-        self.sum_property("rocksdb.total-sst-files-size") + self.sum_property("rocksdb.cur-size-all-mem-tables")
+        let size =
+            self.sum_property("rocksdb.total-sst-files-size") + self.sum_property("rocksdb.cur-size-all-mem-tables");
+        *self.recent_size.lock() = Some((std::time::Instant::now(), size));
+        size
+    }
+
+    /// [`Engine::size_bytes`] as measured at most [`SIZE_REFRESH`] ago: the quota
+    /// check runs on every write, and reading RocksDB's properties takes its mutex
+    /// once per column family.
+    pub fn recent_size_bytes(&self) -> u64 {
+        if let Some((at, size)) = *self.recent_size.lock() {
+            if at.elapsed() < SIZE_REFRESH {
+                return size;
+            }
+        }
+        self.size_bytes()
     }
 
     /// Estimated bytes of live data.
