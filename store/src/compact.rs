@@ -14,13 +14,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rocksdb::WriteBatch;
+use std::sync::Arc;
 
 use crate::engine::{Engine, EngineSlot};
 use crate::error::Result;
 use crate::keycodec;
 use crate::revision::Revision;
-use crate::schema::{self, CF_KV, CF_META, CF_REV};
+use crate::schema::{self, CF_HEAD, CF_KV, CF_META, CF_REV};
 
 /// Distinct keys handled per batch of physical compaction.
 pub const KEYS_PER_BATCH: usize = 1000;
@@ -29,18 +31,32 @@ pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
 
 /// Physically removes the history below `target`, given that everything below
 /// `finished` is already gone. Persists `target` as finished at the end.
-pub fn compact_physically(engine: &Engine, finished: i64, target: i64) -> Result<()> {
+/// `apply_lock` is the store's: held while heads of removed tombstones are checked
+/// and deleted, so a version applied meanwhile cannot lose its head.
+pub fn compact_physically(engine: &Engine, finished: i64, target: i64, apply_lock: &Mutex<()>) -> Result<()> {
     // From `finished` itself: a tombstone kept at the previous target goes now.
     let mut cursor = Revision { main: finished.max(0), sub: 0 };
     loop {
         let (keys, next) = keys_written_between(engine, cursor, target)?;
         let mut batch = WriteBatch::default();
+        let mut removed_tombstones = Vec::new();
         for key in &keys {
-            remove_superseded(engine, key, target, &mut batch)?;
+            if let Some(t) = remove_superseded(engine, key, target, &mut batch)? {
+                removed_tombstones.push((keycodec::encode(key), t));
+            }
+        }
+        let guard = apply_lock.lock();
+        for (encoded, tombstone) in &removed_tombstones {
+            if let Some(head) = engine.get(CF_HEAD, encoded)? {
+                if schema::parse_head_value(encoded, &head)?.0 == *tombstone {
+                    batch.delete_cf(engine.cf(CF_HEAD), encoded);
+                }
+            }
         }
         match next {
             Some(next) => {
                 engine.write(batch)?;
+                drop(guard);
                 cursor = next;
                 std::thread::sleep(PAUSE_BETWEEN_BATCHES);
             }
@@ -74,27 +90,34 @@ fn keys_written_between(engine: &Engine, from: Revision, target: i64) -> Result<
 
 /// Adds to `batch` the deletion of every version of `key` that compaction at
 /// `target` discards (a tombstone at `target` itself is kept, see the module doc).
-fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<()> {
+/// Returns the revision of the key's newest version `<= target` when it is a removed
+/// tombstone (its head goes too unless a newer version exists).
+fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<Option<Revision>> {
     let prefix = keycodec::encode(key);
     let mut it = engine.iter(CF_KV, None);
     it.seek(schema::kv_seek_at(key, target));
     let mut newest = true;
+    let mut removed_tombstone = None;
     while it.valid() {
         let raw = it.key().expect("valid iterator");
         if !raw.starts_with(&prefix) {
             break;
         }
         let (_, rev) = schema::split_kv_key(raw)?;
-        let keep = newest && (rev.main == target || !schema::is_tombstone(it.value().expect("valid iterator")));
+        let tombstone = schema::is_tombstone(it.value().expect("valid iterator"));
+        let keep = newest && (rev.main == target || !tombstone);
         if !keep {
             batch.delete_cf(engine.cf(CF_KV), raw);
             batch.delete_cf(engine.cf(CF_REV), schema::rev_key(rev));
+            if newest {
+                removed_tombstone = Some(rev);
+            }
         }
         newest = false;
         it.next();
     }
     it.status()?;
-    Ok(())
+    Ok(removed_tombstone)
 }
 
 /// Whether compaction at `compacted` discards the version at `rev` of a key, given
@@ -139,7 +162,7 @@ impl std::fmt::Debug for Compactor {
 
 impl Compactor {
     /// Starts the thread; `finished` is the revision already compacted physically.
-    pub fn start(engine: EngineSlot, finished: i64) -> Compactor {
+    pub fn start(engine: EngineSlot, finished: i64, apply_lock: Arc<Mutex<()>>) -> Compactor {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let (done_tx, done_rx) = tokio::sync::watch::channel(finished);
         let thread = std::thread::Builder::new()
@@ -168,7 +191,7 @@ impl Compactor {
                     if target <= finished {
                         continue;
                     }
-                    match compact_physically(&engine.get(), finished, target) {
+                    match compact_physically(&engine.get(), finished, target, &apply_lock) {
                         Ok(()) => {
                             finished = target;
                             let _ = done_tx.send(finished);

@@ -173,7 +173,7 @@ impl Engine {
             table.set_block_cache(&cache);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            if *name == schema::CF_KV || *name == schema::CF_LEASE {
+            if [schema::CF_KV, schema::CF_LEASE, schema::CF_HEAD].contains(name) {
                 table.set_bloom_filter(10.0, false);
             }
             cf_opts.set_block_based_table_factory(&table);

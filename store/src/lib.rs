@@ -20,6 +20,7 @@
 pub mod compact;
 pub mod engine;
 pub mod error;
+pub mod head;
 pub mod key_range;
 pub mod keycodec;
 pub mod lease;

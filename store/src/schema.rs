@@ -9,12 +9,19 @@
 //! | `lease` | `be64(lease_id)` | `varint(ttl_seconds)` |
 //! | `lease_keys` | `be64(lease_id) ++ raw user key` | empty |
 //! | `meta` | one of the `META_*` names | see each constant |
+//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ tag` of the key's newest version |
 //!
 //! * `kv` holds every retained version of every key. Revisions are stored inverted, so
 //!   for one user key the newest version comes first and "the version visible at
 //!   revision R" is a single seek to `memcmp(key) ++ be64(!R)`.
 //! * `rev` indexes the same versions by revision for watch replay and compaction;
 //!   an entry exists exactly when the `kv` version it names exists.
+//! * `head` names the newest version of every key that has one; `tag` says whether
+//!   it is a tombstone. It lets counting and listing at a revision visit one entry per
+//!   key instead of stepping over every retained version. A head is written in the
+//!   same batch as the version it names; compaction deletes a head only together with
+//!   the tombstone it names (under the store's apply lock, so no newer version can
+//!   slip in between).
 //! * `lease_keys` lists, for each lease, the keys whose latest version is attached to it.
 //! * Revisions are positive `i64` values stored as `u64`.
 //!
@@ -36,8 +43,10 @@ pub const CF_LEASE: &str = "lease";
 pub const CF_LEASE_KEYS: &str = "lease_keys";
 /// Small named values (see the `META_*` constants).
 pub const CF_META: &str = "meta";
+/// The newest version of each key.
+pub const CF_HEAD: &str = "head";
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 5] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META];
+pub const ALL_CFS: [&str; 6] = [CF_KV, CF_REV, CF_LEASE, CF_LEASE_KEYS, CF_META, CF_HEAD];
 
 /// `be64(format version)`: the layout version; a store refuses other versions.
 pub const META_FORMAT: &[u8] = b"format";
@@ -53,8 +62,11 @@ pub const META_APPLIED: &[u8] = b"applied";
 /// JSON list of active alarms.
 pub const META_ALARMS: &[u8] = b"alarms";
 
-/// The layout version written by this code.
-pub const FORMAT_VERSION: u64 = 1;
+/// The layout version written by this code. Version 1 had no `head` column family;
+/// opening such a store builds it (see `head::build`).
+pub const FORMAT_VERSION: u64 = 2;
+/// The last layout version without `head`.
+pub const FORMAT_WITHOUT_HEADS: u64 = 1;
 
 const TAG_PUT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;
@@ -78,6 +90,36 @@ pub fn kv_seek_at(user_key: &[u8], main: i64) -> Vec<u8> {
 /// every version of `user_key`).
 pub fn kv_lower_bound(user_key: &[u8]) -> Vec<u8> {
     keycodec::encode(user_key)
+}
+
+/// The `head` value naming version `rev` of a key.
+pub fn head_value(rev: Revision, tombstone: bool) -> [u8; REV_LEN + 1] {
+    let mut out = [0u8; REV_LEN + 1];
+    out[..8].copy_from_slice(&(rev.main as u64).to_be_bytes());
+    out[8..REV_LEN].copy_from_slice(&(rev.sub as u64).to_be_bytes());
+    out[REV_LEN] = if tombstone { TAG_TOMBSTONE } else { TAG_PUT };
+    out
+}
+
+/// Parses a `head` value (`key` is for the error message): the revision of the
+/// key's newest version and whether it is a tombstone.
+pub fn parse_head_value(key: &[u8], value: &[u8]) -> Result<(Revision, bool)> {
+    if value.len() != REV_LEN + 1 || !matches!(value[REV_LEN], TAG_PUT | TAG_TOMBSTONE) {
+        return Err(malformed(CF_HEAD, key, "bad head value"));
+    }
+    let main = u64::from_be_bytes(value[..8].try_into().expect("8 bytes")) as i64;
+    let sub = u64::from_be_bytes(value[8..REV_LEN].try_into().expect("8 bytes")) as i64;
+    Ok((Revision { main, sub }, value[REV_LEN] == TAG_TOMBSTONE))
+}
+
+/// A seek target after every `kv` version and the `head` of the key encoded as
+/// `encoded` and before any greater key (encodings are prefix-free, so any greater
+/// key differs from `encoded` within its length).
+pub fn after_key(encoded: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len() + REV_LEN + 1);
+    out.extend_from_slice(encoded);
+    out.extend_from_slice(&[0xff; REV_LEN + 1]);
+    out
 }
 
 /// Whether a stored `kv` value is a tombstone, without decoding it.

@@ -77,7 +77,8 @@ struct Inner {
     alarms: Mutex<Vec<Alarm>>,
     hub: WatchHub,
     compactor: Compactor,
-    apply_lock: Mutex<()>,
+    /// Held while applying and while compaction removes heads (see `schema`).
+    apply_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +106,8 @@ impl Store {
         let engine = Arc::new(Engine::open_current(dir, options)?);
         let loaded = LoadedState::read(&engine, dir)?;
         let slot = EngineSlot::new(engine);
-        let compactor = Compactor::start(slot.clone(), loaded.compact_finished);
+        let apply_lock = Arc::new(Mutex::new(()));
+        let compactor = Compactor::start(slot.clone(), loaded.compact_finished, apply_lock.clone());
         if loaded.compact_scheduled > loaded.compact_finished {
             tracing::info!(
                 scheduled = loaded.compact_scheduled,
@@ -124,7 +126,7 @@ impl Store {
                 alarms: Mutex::new(loaded.alarms),
                 hub: WatchHub::new(loaded.revision),
                 compactor,
-                apply_lock: Mutex::new(()),
+                apply_lock,
             }),
         })
     }
@@ -563,6 +565,10 @@ impl LoadedState {
                 engine.flush()?;
             }
             Some(schema::FORMAT_VERSION) => {}
+            Some(schema::FORMAT_WITHOUT_HEADS) => {
+                let heads = crate::head::build(engine)?;
+                tracing::info!(heads, dir = %dir.display(), "built the key head index of a format-1 store");
+            }
             Some(other) => {
                 return Err(StoreError::Unusable(format!(
                     "{} holds store format {other}; this strake reads format {}",

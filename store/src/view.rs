@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::keycodec;
 use crate::revision::Revision;
-use crate::schema::{self, KvRecord, CF_KV};
+use crate::schema::{self, KvRecord, CF_HEAD, CF_KV};
 
 /// A stored version together with its key and revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,9 @@ impl<'a> View<'a> {
 
     /// Calls `visit` for every live version visible in `range`, in key order. `visit`
     /// returns the detail it needs for the next versions, or `None` to stop.
+    ///
+    /// Full versions come from `kv`; mere presence (counting) comes from `head`, one
+    /// entry per key, so a count does not step over every retained version.
     pub fn scan(
         &self,
         range: &KeyRange,
@@ -131,8 +134,30 @@ impl<'a> View<'a> {
             return Ok(());
         }
         let upper = range.end().map(keycodec::encode);
+        let mut from = schema::kv_lower_bound(range.start());
+        loop {
+            let resume = match detail {
+                Detail::Full => self.scan_versions(&from, upper.clone(), &mut detail, &mut visit)?,
+                Detail::Presence => self.scan_heads(&from, upper.clone(), &mut detail, &mut visit)?,
+            };
+            match resume {
+                Some(next) => from = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The full-detail part of [`View::scan`], from the encoded key `from`. Returns
+    /// where to resume once `visit` asks for mere presence, `None` when done.
+    fn scan_versions(
+        &self,
+        from: &[u8],
+        upper: Option<Vec<u8>>,
+        detail: &mut Detail,
+        visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
+    ) -> Result<Option<Vec<u8>>> {
         let mut it = self.engine.iter(CF_KV, upper);
-        it.seek(schema::kv_lower_bound(range.start()));
+        it.seek(from);
         while it.valid() {
             let raw_key = it.key().expect("valid iterator");
             let (enc, rev) = schema::split_kv_key(raw_key)?;
@@ -146,25 +171,56 @@ impl<'a> View<'a> {
             }
             let enc = enc.to_vec();
             let value = it.value().expect("valid iterator");
-            let tombstone = schema::is_tombstone(value);
-            if !tombstone {
-                let item = match detail {
-                    Detail::Full => {
-                        let record = KvRecord::decode(raw_key, value)?;
-                        let key = Bytes::from(schema::decode_user_key(&enc)?);
-                        Some(Version { key, rev, record })
+            if !schema::is_tombstone(value) {
+                let record = KvRecord::decode(raw_key, value)?;
+                let key = Bytes::from(schema::decode_user_key(&enc)?);
+                match visit(Some(Version { key, rev, record })) {
+                    Some(Detail::Full) => {}
+                    Some(Detail::Presence) => {
+                        *detail = Detail::Presence;
+                        return Ok(Some(schema::after_key(&enc)));
                     }
-                    Detail::Presence => None,
-                };
-                match visit(item) {
-                    Some(d) => detail = d,
-                    None => return Ok(()),
+                    None => return Ok(None),
                 }
             }
             skip_older_versions(&mut it, &enc);
         }
         it.status()?;
-        Ok(())
+        Ok(None)
+    }
+
+    /// The presence part of [`View::scan`], from the encoded key `from`: one `head`
+    /// entry per key. A head newer than the view (the key changed since) falls back
+    /// to looking up the version visible at the view's revision. Returns where to
+    /// resume once `visit` asks for full versions, `None` when done.
+    fn scan_heads(
+        &self,
+        from: &[u8],
+        upper: Option<Vec<u8>>,
+        detail: &mut Detail,
+        visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut it = self.engine.iter(CF_HEAD, upper);
+        it.seek(from);
+        while it.valid() {
+            let enc = it.key().expect("valid iterator");
+            let (rev, tombstone) = schema::parse_head_value(enc, it.value().expect("valid iterator"))?;
+            let live =
+                if rev.main <= self.rev { !tombstone } else { self.get(&schema::decode_user_key(enc)?)?.is_some() };
+            if live {
+                match visit(None) {
+                    Some(Detail::Presence) => {}
+                    Some(Detail::Full) => {
+                        *detail = Detail::Full;
+                        return Ok(Some(schema::after_key(enc)));
+                    }
+                    None => return Ok(None),
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(None)
     }
 }
 

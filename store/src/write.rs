@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::range::{self, VisibleSource};
 use crate::revision::Revision;
-use crate::schema::{self, KvRecord, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
+use crate::schema::{self, KvRecord, CF_HEAD, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
 use crate::view::{Detail, Version, View};
 
 /// A write transaction in progress at revision `base + 1`.
@@ -173,6 +173,8 @@ impl<'a> WriteTxn<'a> {
     fn write_version(&mut self, v: &Version) {
         self.batch.put_cf(self.engine.cf(CF_KV), schema::kv_key(&v.key, v.rev), v.record.encode());
         self.batch.put_cf(self.engine.cf(CF_REV), schema::rev_key(v.rev), &v.key);
+        let head = schema::head_value(v.rev, v.record.tombstone);
+        self.batch.put_cf(self.engine.cf(CF_HEAD), schema::kv_lower_bound(&v.key), head);
     }
 
     fn relink_lease(&mut self, key: &[u8], old: i64, new: i64) {

@@ -10,10 +10,12 @@ use bytes::Bytes;
 use common::*;
 use proptest::prelude::*;
 use strake_proto::etcdserverpb::request_op::Request as Op;
-use strake_proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest};
+use strake_proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 use strake_proto::mvccpb::event::EventType;
 use strake_proto::strakepb::{write_request::Request as W, WriteRequest};
-use strake_store::schema::{self, CF_KV, CF_REV};
+use strake_store::schema::{self, CF_HEAD, CF_KV, CF_META, CF_REV};
 use strake_store::{EngineOptions, KvHash, Store, StoreError};
 
 fn open(dir: &std::path::Path) -> Store {
@@ -69,6 +71,30 @@ fn stored_versions(store: &Store) -> Stored {
     }
     it.status().unwrap();
     assert_eq!(index, kv_revs, "the rev index names exactly the stored versions");
+    // Every key with a stored version has a head naming its newest one, and no other
+    // head exists.
+    let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, i64, bool)> = Default::default();
+    let mut it = engine.iter(CF_KV, None);
+    it.seek_to_first();
+    while it.valid() {
+        let (enc, rev) = schema::split_kv_key(it.key().unwrap()).unwrap();
+        newest.entry(schema::decode_user_key(enc).unwrap()).or_insert((
+            rev.main,
+            rev.sub,
+            schema::is_tombstone(it.value().unwrap()),
+        ));
+        it.next();
+    }
+    let mut heads: std::collections::BTreeMap<Vec<u8>, (i64, i64, bool)> = Default::default();
+    let mut it = engine.iter(CF_HEAD, None);
+    it.seek_to_first();
+    while it.valid() {
+        let key = it.key().unwrap();
+        let (rev, tombstone) = schema::parse_head_value(key, it.value().unwrap()).unwrap();
+        heads.insert(schema::decode_user_key(key).unwrap(), (rev.main, rev.sub, tombstone));
+        it.next();
+    }
+    assert_eq!(heads, newest, "heads name exactly each key's newest stored version");
     kv
 }
 
@@ -280,4 +306,31 @@ proptest! {
         prop_assert_eq!(stored_versions(&s2), stored_versions(&s1));
         check_reads(&s1, &m1);
     }
+}
+
+#[test]
+fn a_store_written_before_the_head_index_gets_one_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+        store.apply(&wr(put(k, "1")), &[i as u8]).unwrap();
+        store.apply(&wr(put(k, "2")), &[i as u8]).unwrap();
+    }
+    store.apply(&wr(delete("b")), b"x").unwrap();
+    let before = stored_versions(&store);
+    // Make it a format-1 store: no heads.
+    {
+        let engine = store.engine();
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_range_cf(engine.cf(CF_HEAD), &[][..], &[0xff; 64][..]);
+        batch.put_cf(engine.cf(CF_META), schema::META_FORMAT, schema::encode_u64(schema::FORMAT_WITHOUT_HEADS));
+        engine.write(batch).unwrap();
+    }
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(stored_versions(&store), before, "heads rebuilt (checked inside)");
+    let all = RangeRequest { key: "a".into(), range_end: "z".into(), count_only: true, ..Default::default() };
+    assert_eq!(store.range(&all).unwrap().count, 3);
+    let format = store.engine().get(CF_META, schema::META_FORMAT).unwrap().unwrap();
+    assert_eq!(schema::decode_u64(schema::META_FORMAT, &format).unwrap(), schema::FORMAT_VERSION);
 }
