@@ -45,7 +45,8 @@ pub fn compact_physically(engine: &Engine, finished: i64, target: i64, apply_loc
                 removed_tombstones.push((keycodec::encode(key), t));
             }
         }
-        let guard = apply_lock.lock();
+        // Only heads need the lock; most batches remove no tombstone.
+        let guard = (!removed_tombstones.is_empty()).then(|| apply_lock.lock());
         for (encoded, tombstone) in &removed_tombstones {
             if let Some(head) = engine.get(CF_HEAD, encoded)? {
                 if schema::parse_head_value(encoded, &head)?.0 == *tombstone {

@@ -121,7 +121,7 @@ impl<'a> View<'a> {
     pub fn scan(
         &self,
         range: &KeyRange,
-        mut detail: Detail,
+        detail: Detail,
         mut visit: impl FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()> {
         if range.is_empty() {
@@ -134,28 +134,28 @@ impl<'a> View<'a> {
             return Ok(());
         }
         let upper = range.end().map(keycodec::encode);
-        let mut from = schema::kv_lower_bound(range.start());
+        let mut phase = (detail, schema::kv_lower_bound(range.start()));
         loop {
-            let resume = match detail {
-                Detail::Full => self.scan_versions(&from, upper.clone(), &mut detail, &mut visit)?,
-                Detail::Presence => self.scan_heads(&from, upper.clone(), &mut detail, &mut visit)?,
+            let (detail, from) = &phase;
+            let end = match detail {
+                Detail::Full => self.scan_versions(from, upper.clone(), &mut visit)?,
+                Detail::Presence => self.scan_heads(from, upper.clone(), &mut visit)?,
             };
-            match resume {
-                Some(next) => from = next,
+            match end {
+                Some(next) => phase = next,
                 None => return Ok(()),
             }
         }
     }
 
     /// The full-detail part of [`View::scan`], from the encoded key `from`. Returns
-    /// where to resume once `visit` asks for mere presence, `None` when done.
+    /// how it ended: `visit` asked for mere presence, or to stop, or the range ended.
     fn scan_versions(
         &self,
         from: &[u8],
         upper: Option<Vec<u8>>,
-        detail: &mut Detail,
         visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<PhaseEnd> {
         let mut it = self.engine.iter(CF_KV, upper);
         it.seek(from);
         while it.valid() {
@@ -174,13 +174,8 @@ impl<'a> View<'a> {
             if !schema::is_tombstone(value) {
                 let record = KvRecord::decode(raw_key, value)?;
                 let key = Bytes::from(schema::decode_user_key(&enc)?);
-                match visit(Some(Version { key, rev, record })) {
-                    Some(Detail::Full) => {}
-                    Some(Detail::Presence) => {
-                        *detail = Detail::Presence;
-                        return Ok(Some(schema::after_key(&enc)));
-                    }
-                    None => return Ok(None),
+                if let Some(end) = end_of_phase(visit(Some(Version { key, rev, record })), Detail::Full, &enc) {
+                    return Ok(end);
                 }
             }
             skip_older_versions(&mut it, &enc);
@@ -191,15 +186,14 @@ impl<'a> View<'a> {
 
     /// The presence part of [`View::scan`], from the encoded key `from`: one `head`
     /// entry per key. A head newer than the view (the key changed since) falls back
-    /// to looking up the version visible at the view's revision. Returns where to
-    /// resume once `visit` asks for full versions, `None` when done.
+    /// to looking up the version visible at the view's revision. Returns
+    /// how it ended: `visit` asked for full versions, or to stop, or the range ended.
     fn scan_heads(
         &self,
         from: &[u8],
         upper: Option<Vec<u8>>,
-        detail: &mut Detail,
         visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<PhaseEnd> {
         let mut it = self.engine.iter(CF_HEAD, upper);
         it.seek(from);
         while it.valid() {
@@ -208,19 +202,28 @@ impl<'a> View<'a> {
             let live =
                 if rev.main <= self.rev { !tombstone } else { self.get(&schema::decode_user_key(enc)?)?.is_some() };
             if live {
-                match visit(None) {
-                    Some(Detail::Presence) => {}
-                    Some(Detail::Full) => {
-                        *detail = Detail::Full;
-                        return Ok(Some(schema::after_key(enc)));
-                    }
-                    None => return Ok(None),
+                if let Some(end) = end_of_phase(visit(None), Detail::Presence, enc) {
+                    return Ok(end);
                 }
             }
             it.next();
         }
         it.status()?;
         Ok(None)
+    }
+}
+
+/// How a phase of [`View::scan`] ended: `None` when the scan is over, or the detail
+/// to go on with and the seek target to go on from.
+type PhaseEnd = Option<(Detail, Vec<u8>)>;
+
+/// What `answer` (from `visit`, for the key encoded as `encoded`) means for a scan
+/// phase reading at `phase` detail: `None` to go on in this phase, or how it ends.
+fn end_of_phase(answer: Option<Detail>, phase: Detail, encoded: &[u8]) -> Option<PhaseEnd> {
+    match answer {
+        Some(d) if d == phase => None,
+        Some(d) => Some(Some((d, schema::after_key(encoded)))),
+        None => Some(None),
     }
 }
 
