@@ -74,8 +74,9 @@ impl StateMachine {
         codec::encode_applied_marker(Some(entry), position, length, self.last_applied.as_ref(), &self.membership_json)
     }
 
-    /// Applies one entry. A batch's writes are applied one by one, each with a marker
-    /// naming its position, so a crash in the middle replays only the rest.
+    /// Applies one entry. A batch's writes are applied in order and written in as few
+    /// RocksDB writes as the store can (see `EntryApply`), each with a marker naming
+    /// the position of its last write, so a crash in the middle replays only the rest.
     fn apply_one(&mut self, entry: Entry) -> Result<Applied, StorageError> {
         let engine_error = |e| sm_error(ErrorVerb::Write, e);
         let log_id = entry.log_id;
@@ -88,6 +89,8 @@ impl StateMachine {
                 let length = p.0.requests.len() as u32;
                 let done = self.partial.filter(|(id, _)| *id == log_id).map(|(_, pos)| pos);
                 let mut results = Vec::with_capacity(length as usize);
+                let marker = |pos| self.marker(&log_id, pos, length);
+                let mut entry = self.store.begin_entry(&marker);
                 for (pos, req) in p.0.requests.iter().enumerate() {
                     let pos = pos as u32;
                     if done.is_some_and(|d| pos <= d) {
@@ -95,9 +98,10 @@ impl StateMachine {
                         results.push(WriteResult::default());
                         continue;
                     }
-                    let r = self.store.apply(req, &self.marker(&log_id, pos, length)).map_err(engine_error)?;
+                    let r = entry.apply(pos, req).map_err(engine_error)?;
                     results.push(WriteResult { result: Some(r) });
                 }
+                entry.finish().map_err(engine_error)?;
                 if length == 0 {
                     self.store.apply_marker(&self.marker(&log_id, 0, 1)).map_err(engine_error)?;
                 }

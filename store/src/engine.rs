@@ -175,6 +175,10 @@ impl Engine {
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             if [schema::CF_KV, schema::CF_LEASE, schema::CF_HEAD].contains(name) {
                 table.set_bloom_filter(10.0, false);
+                // Point reads (a key's head, then exactly its newest version) skip
+                // memtables that do not hold the key.
+                cf_opts.set_memtable_whole_key_filtering(true);
+                cf_opts.set_memtable_prefix_bloom_ratio(0.05);
             }
             cf_opts.set_block_based_table_factory(&table);
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
@@ -214,6 +218,11 @@ impl Engine {
     /// Reads one value.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db().get_cf(self.cf(cf), key)?)
+    }
+
+    /// Reads one value and hands it to `f` without copying it out of RocksDB.
+    pub fn get_with<R>(&self, cf: &str, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        Ok(self.db().get_pinned_cf(self.cf(cf), key)?.map(|v| f(&v)))
     }
 
     /// A raw iterator over a column family, optionally bounded above (exclusive).

@@ -23,7 +23,79 @@ use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
 use crate::txn::{self, TxnContext};
 use crate::view::View;
 use crate::watch::hub::WatchHub;
-use crate::write::WriteTxn;
+use crate::write::{Pending, WriteTxn};
+
+/// Applying the writes of one log entry, in order, with as few RocksDB writes as
+/// possible: consecutive keyspace writes (Put, DeleteRange, Txn) join one pending
+/// batch, read each other's changes through its overlay, and are written together
+/// with one applied marker. Anything else (leases, compaction, alarms, and txns that
+/// read a historical revision) needs the state in RocksDB: the pending batch is
+/// written first and the request is written alone.
+///
+/// Invariants: holds the store's apply lock throughout; nothing pending is visible
+/// to readers (the store's revision moves only when a batch is written); the marker
+/// written with a batch names the last request in it, so a crash replays exactly the
+/// requests after it.
+pub struct EntryApply<'s> {
+    store: &'s Store,
+    engine: Arc<Engine>,
+    _lock: parking_lot::MutexGuard<'s, ()>,
+    pending: Pending,
+    /// Position of the last request applied into `pending`.
+    last: Option<u32>,
+    marker: &'s dyn Fn(u32) -> Vec<u8>,
+}
+
+impl EntryApply<'_> {
+    /// Applies the write at `position` of the entry. Errors that are the request's
+    /// fault are its result; an engine failure is `Err` and the store must not be
+    /// used further.
+    pub fn apply(&mut self, position: u32, req: &WriteRequest) -> Result<write_result::Result, StoreError> {
+        let alone = runs_alone(req);
+        if alone {
+            self.write_pending()?;
+        }
+        let engine = self.engine.clone();
+        let mut wtxn = WriteTxn::on(&engine, &self.pending);
+        let (outcome, done) = match self.store.apply_request(req, &mut wtxn) {
+            Ok(r) => (r, Some(wtxn.finish())),
+            Err(e @ (StoreError::Engine(_) | StoreError::Malformed { .. })) => return Err(e),
+            Err(e) => (write_result::Result::Error(error_result(&e)), None),
+        };
+        if let Some(done) = done {
+            self.pending.absorb(done);
+        }
+        self.last = Some(position);
+        if alone {
+            self.write_pending()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes what is pending and makes it visible.
+    pub fn finish(mut self) -> Result<()> {
+        self.write_pending()
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        let Some(position) = self.last.take() else { return Ok(()) };
+        let revision = self.pending.revision();
+        let pending = std::mem::replace(&mut self.pending, Pending::new(revision));
+        let events = pending.write(&self.engine, &(self.marker)(position))?;
+        self.store.publish(revision, events);
+        Ok(())
+    }
+}
+
+/// Whether a write must see the store's state in RocksDB (nothing pending).
+fn runs_alone(req: &WriteRequest) -> bool {
+    use write_request::Request as Rq;
+    match &req.request {
+        Some(Rq::Put(_)) | Some(Rq::DeleteRange(_)) => false,
+        Some(Rq::Txn(t)) => txn::reads_history(t),
+        _ => true,
+    }
+}
 
 /// The revision of a store that has never been written (etcd starts at 1).
 pub const INITIAL_REVISION: i64 = 1;
@@ -59,8 +131,9 @@ pub struct Alarm {
 
 /// The MVCC keyspace, leases and watch hub of one member, on RocksDB.
 ///
-/// Invariants: writes happen only through [`Store::apply`] (one caller at a time, in
-/// log order); each applied entry's data and marker are written in one atomic batch;
+/// Invariants: writes happen only through [`Store::begin_entry`] (or [`Store::apply`]
+/// for one write), one caller at a time, in log order; applied writes and the marker
+/// naming the last of them are written in one atomic batch;
 /// `revision` never decreases except by [`Store::restore`]; reads never observe a
 /// revision that is not fully written.
 #[derive(Clone)]
@@ -230,29 +303,44 @@ impl Store {
     /// still record the marker; an engine failure is returned as `Err` and the store
     /// must not be used further.
     pub fn apply(&self, req: &WriteRequest, applied_marker: &[u8]) -> Result<write_result::Result, StoreError> {
-        let _guard = self.inner.apply_lock.lock();
-        let base = self.revision();
-        let engine = self.engine();
-        let mut wtxn = WriteTxn::new(&engine, base);
-        let outcome = self.apply_request(req, &mut wtxn);
-        let (outcome, wtxn) = match outcome {
-            Ok(r) => (r, wtxn),
-            Err(e @ (StoreError::Engine(_) | StoreError::Malformed { .. })) => return Err(e),
-            Err(e) => (write_result::Result::Error(error_result(&e)), WriteTxn::new(&engine, base)),
-        };
-        let committed = wtxn.finish(applied_marker)?;
-        if committed.revision != base {
-            self.inner.revision.store(committed.revision, Ordering::Release);
-            self.inner.hub.publish(committed.revision, &committed.events);
-        }
+        let marker = |_| applied_marker.to_vec();
+        let mut entry = self.begin_entry(&marker);
+        let outcome = entry.apply(0, req)?;
+        entry.finish()?;
         Ok(outcome)
+    }
+
+    /// Starts applying the writes of one log entry (see [`EntryApply`]).
+    /// `marker(position)` is the applied marker saying that the entry's writes up to
+    /// and including `position` are applied.
+    pub fn begin_entry<'s>(&'s self, marker: &'s dyn Fn(u32) -> Vec<u8>) -> EntryApply<'s> {
+        let lock = self.inner.apply_lock.lock();
+        let revision = self.revision();
+        EntryApply {
+            store: self,
+            engine: self.engine(),
+            _lock: lock,
+            pending: Pending::new(revision),
+            last: None,
+            marker,
+        }
     }
 
     /// Records `applied_marker` for an entry with no effect on the keyspace.
     pub fn apply_marker(&self, applied_marker: &[u8]) -> Result<()> {
         let _guard = self.inner.apply_lock.lock();
-        WriteTxn::new(&self.engine(), self.revision()).finish(applied_marker)?;
+        Pending::new(self.revision()).write(&self.engine(), applied_marker)?;
         Ok(())
+    }
+
+    /// Makes a written batch visible: the new revision, then its events to watchers.
+    fn publish(&self, revision: i64, events: Vec<(i64, Vec<Event>)>) {
+        if revision != self.revision() {
+            self.inner.revision.store(revision, Ordering::Release);
+        }
+        for (rev, events) in events {
+            self.inner.hub.publish(rev, &events);
+        }
     }
 
     fn apply_request(&self, req: &WriteRequest, wtxn: &mut WriteTxn<'_>) -> Result<write_result::Result> {
@@ -310,8 +398,7 @@ impl Store {
         if c.revision > self.revision() {
             return Err(StoreError::FutureRevision);
         }
-        let meta = wtxn.engine().cf(CF_META);
-        wtxn.batch_mut().put_cf(meta, schema::META_COMPACT_SCHEDULED, schema::encode_u64(c.revision as u64));
+        wtxn.put_raw(CF_META, schema::META_COMPACT_SCHEDULED.to_vec(), schema::encode_u64(c.revision as u64).to_vec());
         // Logical compaction takes effect now; readers re-check it after reading.
         self.inner.compact_revision.store(c.revision, Ordering::Release);
         self.inner.compactor.schedule(c.revision);
@@ -328,8 +415,7 @@ impl Store {
         if self.inner.leases.exists(g.id) {
             return Err(StoreError::LeaseExists);
         }
-        let cf = wtxn.engine().cf(CF_LEASE);
-        wtxn.batch_mut().put_cf(cf, schema::lease_key(g.id), schema::encode_lease_ttl(g.ttl));
+        wtxn.put_raw(CF_LEASE, schema::lease_key(g.id).to_vec(), schema::encode_lease_ttl(g.ttl));
         self.inner.leases.insert(g.id, g.ttl);
         Ok(LeaseGrantResponse { header: Some(header(self.revision())), id: g.id, ttl: g.ttl, error: String::new() })
     }
@@ -342,8 +428,7 @@ impl Store {
         for victim in txn::versions_to_revoke(&keys, wtxn)? {
             wtxn.delete_key(&victim);
         }
-        let cf = wtxn.engine().cf(CF_LEASE);
-        wtxn.batch_mut().delete_cf(cf, schema::lease_key(r.id));
+        wtxn.delete_raw(CF_LEASE, schema::lease_key(r.id).to_vec());
         self.inner.leases.remove(r.id);
         Ok(LeaseRevokeResponse { header: Some(header(wtxn.read_revision())) })
     }
@@ -376,8 +461,7 @@ impl Store {
         };
         if action != AlarmAction::Get {
             let json = serde_json::to_vec(&*alarms).expect("alarms serialise");
-            let meta = wtxn.engine().cf(CF_META);
-            wtxn.batch_mut().put_cf(meta, schema::META_ALARMS, json);
+            wtxn.put_raw(CF_META, schema::META_ALARMS.to_vec(), json);
         }
         Ok(AlarmResponse {
             header: Some(header(self.revision())),

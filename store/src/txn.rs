@@ -224,6 +224,15 @@ pub trait TxnContext {
     fn compact_revision(&self) -> i64;
 }
 
+/// Whether any branch of the txn (nested ones included) reads at an explicit revision.
+pub fn reads_history(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match &op.request {
+        Some(Request::RequestRange(r)) => r.revision != 0,
+        Some(Request::RequestTxn(n)) => reads_history(n),
+        _ => false,
+    })
+}
+
 /// Pre-checks every op on the path against the state before the txn.
 fn check_path_ops(
     req: &TxnRequest,

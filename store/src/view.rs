@@ -1,11 +1,13 @@
 //! Reading the MVCC keyspace as it was at one revision.
 //!
 //! A version of a key is visible at revision `R` when it is the newest version with
-//! `main <= R`; a visible tombstone means the key does not exist at `R`. Every read
-//! here is one RocksDB iterator, which is a consistent snapshot of the engine; new
-//! versions written concurrently have `main > R` and are skipped, and the only
+//! `main <= R`; a visible tombstone means the key does not exist at `R`. A scan is one
+//! RocksDB iterator; a single-key read is a point read of the key's `head` and then of
+//! the version it names. Either way new versions written concurrently have `main > R`
+//! and are skipped (a head newer than `R` sends the read to an iterator), and the only
 //! deletions (compaction) remove versions invisible at every revision the caller may
-//! read (the caller checks the compaction revision, see `Store`).
+//! read (the caller checks the compaction revision, see `Store`) and never a key's
+//! newest version unless it is a tombstone, whose head goes in the same batch.
 
 use bytes::Bytes;
 use strake_proto::mvccpb::KeyValue;
@@ -69,7 +71,44 @@ impl<'a> View<'a> {
     }
 
     /// The newest version of `key` at or below the view's revision, tombstones included.
+    ///
+    /// Usually two point reads: the key's `head` and, when that version is visible
+    /// at the view's revision, exactly that `kv` entry (found through the bloom
+    /// filters, no iterator). Only a view older than the key's newest version seeks.
     pub fn version_of(&self, key: &[u8]) -> Result<Option<Version>> {
+        match self.version_from_head(key)? {
+            HeadLookup::Found(v) => Ok(v),
+            HeadLookup::MustSeek => self.seek_version_of(key),
+        }
+    }
+
+    /// [`View::version_of`] through the key's `head`. A missing head means the key
+    /// has no version at all (heads are written with every version; compaction drops
+    /// a head only with the last versions of a deleted key). The newest version never
+    /// disappears while it is the head, except a tombstone that compaction removes
+    /// between the two reads: then the caller seeks.
+    fn version_from_head(&self, key: &[u8]) -> Result<HeadLookup> {
+        let encoded = schema::kv_lower_bound(key);
+        let head = self.engine.get_with(CF_HEAD, &encoded, |v| schema::parse_head_value(&encoded, v))?;
+        let rev = match head {
+            None => return Ok(HeadLookup::Found(None)),
+            Some(parsed) => parsed?.0,
+        };
+        if rev.main > self.rev {
+            return Ok(HeadLookup::MustSeek);
+        }
+        let raw_key = schema::kv_key(key, rev);
+        match self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))? {
+            Some(record) => {
+                Ok(HeadLookup::Found(Some(Version { key: Bytes::copy_from_slice(key), rev, record: record? })))
+            }
+            // Compaction removed a deleted key's tombstone after we read its head.
+            None => Ok(HeadLookup::MustSeek),
+        }
+    }
+
+    /// [`View::version_of`] by seeking the `kv` versions of `key`.
+    fn seek_version_of(&self, key: &[u8]) -> Result<Option<Version>> {
         let prefix = keycodec::encode(key);
         let mut it = self.engine.iter(CF_KV, None);
         it.seek(schema::kv_seek_at(key, self.rev));
@@ -211,6 +250,15 @@ impl<'a> View<'a> {
         it.status()?;
         Ok(None)
     }
+}
+
+/// What a key's `head` says about the version a view sees.
+enum HeadLookup {
+    /// The newest version is visible at the view's revision (or the key has none).
+    Found(Option<Version>),
+    /// The key changed after the view's revision (or compaction just removed it):
+    /// the view must seek.
+    MustSeek,
 }
 
 /// How a phase of [`View::scan`] ended: `None` when the scan is over, or the detail

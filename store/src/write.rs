@@ -1,9 +1,12 @@
-//! One write transaction: the changes of one applied request, all at one revision.
+//! Write transactions: the changes of one applied request, all at one revision, and
+//! [`Pending`], the changes of several requests applied together.
 //!
-//! Changes accumulate in a RocksDB write batch and in an overlay (key → newest
-//! version after this transaction) so later operations of the same transaction see
-//! earlier ones, as in etcd. [`WriteTxn::finish`] writes the batch together with the
-//! new revision and the applied-entry marker, atomically.
+//! Changes accumulate as raw operations and in an overlay (key → newest version
+//! after this transaction) so later operations of the same transaction see earlier
+//! ones, as in etcd. A transaction may sit on top of a [`Pending`] batch of earlier
+//! requests of the same log entry that are not in RocksDB yet: its reads see them
+//! through the batch's overlay. [`Pending::write`] writes the batch together with the
+//! new revision and the applied-entry marker, atomically, in one RocksDB write.
 
 use std::collections::BTreeMap;
 
@@ -22,28 +25,116 @@ use crate::revision::Revision;
 use crate::schema::{self, KvRecord, CF_HEAD, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
 use crate::view::{Detail, Version, View};
 
-/// A write transaction in progress at revision `base + 1`.
-pub struct WriteTxn<'a> {
-    engine: &'a Engine,
-    base: i64,
-    overlay: BTreeMap<Bytes, Option<Version>>,
-    batch: WriteBatch,
+/// Newest version of each key a transaction or batch changed (`None`: deleted).
+type Overlay = BTreeMap<Bytes, Option<Version>>;
+
+/// One raw change to a column family.
+enum RawOp {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Delete(&'static str, Vec<u8>),
+}
+
+/// Changes of requests already applied (in order) but not yet written to RocksDB.
+///
+/// Invariants: `revision` is the store's revision once the batch is written; every
+/// overlay entry is the newest version of its key at `revision`; `events` hold one
+/// entry per revision the batch created, in order.
+pub struct Pending {
+    /// The revision RocksDB holds (everything below the batch).
+    committed: i64,
+    revision: i64,
+    overlay: Overlay,
+    ops: Vec<RawOp>,
+    events: Vec<(i64, Vec<Event>)>,
+}
+
+static EMPTY_OVERLAY: Overlay = BTreeMap::new();
+
+impl Pending {
+    /// An empty batch over a store whose revision is `committed`.
+    pub fn new(committed: i64) -> Pending {
+        Pending { committed, revision: committed, overlay: Overlay::new(), ops: Vec::new(), events: Vec::new() }
+    }
+
+    /// The revision after the batch.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Whether the batch holds changes to the keyspace (which reads of RocksDB
+    /// alone would miss).
+    pub fn changed(&self) -> bool {
+        self.revision != self.committed
+    }
+
+    /// Adds a finished transaction's changes.
+    pub fn absorb(&mut self, done: Finished) {
+        self.revision = done.revision;
+        self.overlay.extend(done.overlay);
+        self.ops.extend(done.ops);
+        if !done.events.is_empty() {
+            self.events.push((done.revision, done.events));
+        }
+    }
+
+    /// Writes everything, with the new revision and `applied_marker`, in one atomic
+    /// RocksDB write. Returns the events to publish, one entry per revision.
+    pub fn write(self, engine: &Engine, applied_marker: &[u8]) -> Result<Vec<(i64, Vec<Event>)>> {
+        let mut batch = WriteBatch::default();
+        for op in self.ops {
+            match op {
+                RawOp::Put(cf, k, v) => batch.put_cf(engine.cf(cf), k, v),
+                RawOp::Delete(cf, k) => batch.delete_cf(engine.cf(cf), k),
+            }
+        }
+        let meta = engine.cf(CF_META);
+        if self.revision != self.committed {
+            batch.put_cf(meta, schema::META_REVISION, schema::encode_u64(self.revision as u64));
+        }
+        batch.put_cf(meta, schema::META_APPLIED, applied_marker);
+        engine.write(batch)?;
+        Ok(self.events)
+    }
+}
+
+/// A transaction's changes, ready to join a [`Pending`] batch.
+pub struct Finished {
+    revision: i64,
+    overlay: Overlay,
+    ops: Vec<RawOp>,
     events: Vec<Event>,
 }
 
-/// What a finished write transaction produced.
-#[derive(Debug)]
-pub struct Committed {
-    /// The store's revision after the transaction (`base` if nothing changed).
-    pub revision: i64,
-    /// The events of the transaction, in change order, all at `revision`.
-    pub events: Vec<Event>,
+/// A write transaction in progress at revision `base + 1`.
+///
+/// Reads see, newest first: this transaction's overlay, the pending batch's overlay,
+/// then RocksDB at the batch's committed revision.
+pub struct WriteTxn<'a> {
+    engine: &'a Engine,
+    /// The revision RocksDB holds.
+    committed: i64,
+    /// The revision before this transaction (the pending batch's).
+    base: i64,
+    pending: &'a Overlay,
+    overlay: Overlay,
+    ops: Vec<RawOp>,
+    events: Vec<Event>,
 }
 
 impl<'a> WriteTxn<'a> {
-    /// Starts a transaction over a store whose current revision is `base`.
+    /// Starts a transaction over a store whose current revision is `base`, with
+    /// nothing pending.
     pub fn new(engine: &'a Engine, base: i64) -> WriteTxn<'a> {
-        WriteTxn { engine, base, overlay: BTreeMap::new(), batch: WriteBatch::default(), events: Vec::new() }
+        WriteTxn::with_base(engine, base, base, &EMPTY_OVERLAY)
+    }
+
+    /// Starts a transaction on top of `pending` (not yet in RocksDB).
+    pub fn on(engine: &'a Engine, pending: &'a Pending) -> WriteTxn<'a> {
+        WriteTxn::with_base(engine, pending.committed, pending.revision, &pending.overlay)
+    }
+
+    fn with_base(engine: &'a Engine, committed: i64, base: i64, pending: &'a Overlay) -> WriteTxn<'a> {
+        WriteTxn { engine, committed, base, pending, overlay: Overlay::new(), ops: Vec::new(), events: Vec::new() }
     }
 
     /// The engine the transaction writes to.
@@ -77,9 +168,9 @@ impl<'a> WriteTxn<'a> {
 
     /// The live version of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Version>> {
-        match self.overlay.get(key) {
+        match self.overlay.get(key).or_else(|| self.pending.get(key)) {
             Some(v) => Ok(v.clone()),
-            None => View::new(self.engine, self.base).get(key),
+            None => View::new(self.engine, self.committed).get(key),
         }
     }
 
@@ -87,7 +178,10 @@ impl<'a> WriteTxn<'a> {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         if req.revision > 0 && req.revision < self.read_revision() {
             // A historical read inside a txn cannot see the overlay. The header, as
-            // etcd's, is the transaction's revision, not the one read.
+            // etcd's, is the transaction's revision, not the one read. Revisions of a
+            // pending batch are not in RocksDB yet: such txns run on an empty batch
+            // (see `needs_committed_state`).
+            debug_assert!(req.revision <= self.committed, "historical read of a pending revision");
             let mut resp = range::evaluate(req, &View::new(self.engine, req.revision))?;
             resp.header = Some(ResponseHeader { revision: self.read_revision(), ..Default::default() });
             return Ok(resp);
@@ -171,40 +265,37 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn write_version(&mut self, v: &Version) {
-        self.batch.put_cf(self.engine.cf(CF_KV), schema::kv_key(&v.key, v.rev), v.record.encode());
-        self.batch.put_cf(self.engine.cf(CF_REV), schema::rev_key(v.rev), &v.key);
+        self.put_raw(CF_KV, schema::kv_key(&v.key, v.rev), v.record.encode());
+        self.put_raw(CF_REV, schema::rev_key(v.rev).to_vec(), v.key.to_vec());
         let head = schema::head_value(v.rev, v.record.tombstone);
-        self.batch.put_cf(self.engine.cf(CF_HEAD), schema::kv_lower_bound(&v.key), head);
+        self.put_raw(CF_HEAD, schema::kv_lower_bound(&v.key), head.to_vec());
     }
 
     fn relink_lease(&mut self, key: &[u8], old: i64, new: i64) {
         if old == new {
             return;
         }
-        let cf = self.engine.cf(CF_LEASE_KEYS);
         if old != 0 {
-            self.batch.delete_cf(cf, schema::lease_key_entry(old, key));
+            self.delete_raw(CF_LEASE_KEYS, schema::lease_key_entry(old, key));
         }
         if new != 0 {
-            self.batch.put_cf(cf, schema::lease_key_entry(new, key), []);
+            self.put_raw(CF_LEASE_KEYS, schema::lease_key_entry(new, key), Vec::new());
         }
     }
 
-    /// Adds a raw change outside the keyspace (leases, alarms, meta) to the batch.
-    pub fn batch_mut(&mut self) -> &mut WriteBatch {
-        &mut self.batch
+    /// Adds a raw write outside the keyspace (leases, alarms, meta).
+    pub fn put_raw(&mut self, cf: &'static str, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(RawOp::Put(cf, key, value));
     }
 
-    /// Writes everything, with the new revision and `applied_marker`, in one batch.
-    pub fn finish(mut self, applied_marker: &[u8]) -> Result<Committed> {
-        let revision = self.read_revision();
-        let meta = self.engine.cf(CF_META);
-        if self.changed() {
-            self.batch.put_cf(meta, schema::META_REVISION, schema::encode_u64(revision as u64));
-        }
-        self.batch.put_cf(meta, schema::META_APPLIED, applied_marker);
-        self.engine.write(self.batch)?;
-        Ok(Committed { revision, events: self.events })
+    /// Adds a raw delete outside the keyspace (leases, alarms, meta).
+    pub fn delete_raw(&mut self, cf: &'static str, key: Vec<u8>) {
+        self.ops.push(RawOp::Delete(cf, key));
+    }
+
+    /// Ends the transaction: its changes, to be added to a [`Pending`] batch.
+    pub fn finish(self) -> Finished {
+        Finished { revision: self.read_revision(), overlay: self.overlay, ops: self.ops, events: self.events }
     }
 }
 
@@ -219,8 +310,8 @@ impl VisibleSource for WriteTxn<'_> {
         detail: Detail,
         visit: &mut dyn FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()> {
-        let base = View::new(self.engine, self.base);
-        if self.overlay.is_empty() {
+        let base = View::new(self.engine, self.committed);
+        if !touches(&self.overlay, range) && !touches(self.pending, range) {
             return base.scan(range, detail, visit);
         }
         // Merge the stored versions with this transaction's overlay, in key order.
@@ -230,7 +321,7 @@ impl VisibleSource for WriteTxn<'_> {
             Some(Detail::Full)
         })?;
         let mut merged: BTreeMap<Bytes, Version> = stored.into_iter().map(|v| (v.key.clone(), v)).collect();
-        for (key, v) in &self.overlay {
+        for (key, v) in self.pending.iter().chain(&self.overlay) {
             if range.contains(key) {
                 match v {
                     Some(v) => merged.insert(key.clone(), v.clone()),
@@ -248,4 +339,19 @@ impl VisibleSource for WriteTxn<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether `overlay` changed any key in `range`.
+fn touches(overlay: &Overlay, range: &KeyRange) -> bool {
+    use std::ops::Bound;
+    if overlay.is_empty() || range.is_empty() {
+        return false;
+    }
+    let start = Bound::Included(range.start());
+    let end = match range {
+        KeyRange::Single(k) => Bound::Included(k.as_slice()),
+        KeyRange::Bounded { end, .. } => Bound::Excluded(end.as_slice()),
+        KeyRange::From(_) => Bound::Unbounded,
+    };
+    overlay.range::<[u8], _>((start, end)).next().is_some()
 }

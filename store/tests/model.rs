@@ -101,6 +101,46 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
     check_everything(&store, &model)
 }
 
+/// Runs the write steps in log entries of `sizes[i]` writes each, applied together
+/// as the state machine does (one pending batch per run of keyspace writes), and
+/// checks every result, the state after each entry, the marker, and a reopen.
+fn run_entries(steps: &[Step], sizes: &[usize]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let mut model = Model::default();
+    let mut steps = steps.iter().filter(|s| !matches!(s, Step::Range(_) | Step::Reopen));
+    for (entry, &size) in sizes.iter().enumerate() {
+        let mut requests = Vec::new();
+        let mut want = Vec::new();
+        for step in steps.by_ref().take(size) {
+            if let Some(req) = write_request(step, model.rev()) {
+                want.push(model.apply(&req));
+                requests.push(req);
+            }
+        }
+        let marker = |pos: u32| format!("entry {entry} position {pos}").into_bytes();
+        let mut apply = store.begin_entry(&marker);
+        let mut got = Vec::new();
+        for (pos, req) in requests.iter().enumerate() {
+            got.push(apply.apply(pos as u32, req).expect("no engine error"));
+        }
+        apply.finish().expect("no engine error");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g, w, "entry {} write {}: {:?}", entry, i, requests[i]);
+        }
+        prop_assert_eq!(store.revision(), model.rev(), "revision after entry {}", entry);
+        prop_assert_eq!(store.range(&range_all(0)), model.range(&range_all(0)), "keyspace after entry {}", entry);
+        if !requests.is_empty() {
+            let last = format!("entry {entry} position {}", requests.len() - 1).into_bytes();
+            prop_assert_eq!(store.applied_marker().unwrap(), Some(last), "marker after entry {}", entry);
+        }
+    }
+    check_everything(&store, &model)?;
+    drop(store);
+    store = open(dir.path());
+    check_everything(&store, &model)
+}
+
 /// etcd's `IsTxnReadonly`: no put or delete in any branch, nested ones included.
 fn is_read_only(t: &TxnRequest) -> bool {
     t.success.iter().chain(&t.failure).all(|op| match &op.request {
@@ -124,6 +164,20 @@ proptest! {
     ) {
         let steps: Vec<Step> = setup.into_iter().chain(steps).collect();
         run_history(&steps)?;
+    }
+
+    /// Several writes per log entry, applied together: later writes must see earlier
+    /// ones of the same entry (through the pending batch), in every kind of request.
+    #[test]
+    fn entries_of_many_writes_match_model(
+        setup in proptest::collection::vec(put_spec().prop_map(Step::Put), 0..8),
+        steps in proptest::collection::vec(prop_oneof![3 => txn_spec(2).prop_map(Step::Txn), 4 => any_step()], 1..60),
+        sizes in proptest::collection::vec(1usize..12, 1..12),
+    ) {
+        let steps: Vec<Step> = setup.into_iter().chain(steps).collect();
+        let mut sizes = sizes;
+        sizes.push(steps.len());
+        run_entries(&steps, &sizes)?;
     }
 
     /// Mostly transactions: nested branches, compares over ranges, reads inside txns.
