@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod auto_compact;
 pub mod cluster;
+pub mod coalesce;
 pub mod config;
 pub mod context;
 pub mod election;
