@@ -29,9 +29,14 @@ impl CallError {
 }
 
 /// Classifies a gRPC error of a *write*. Errors etcd returns before proposing are
-/// definite; timeouts, unavailability and leadership changes are not.
+/// definite, and so is a connection that could not be opened (the request was never
+/// sent; Jepsen's etcd client records a refused connection as `fail` too); timeouts,
+/// other unavailability and leadership changes are not.
 pub fn classify_write(status: &tonic::Status) -> CallError {
     let msg = format!("{:?}: {}", status.code(), status.message());
+    if never_sent(status) {
+        return CallError::Fail(msg);
+    }
     match status.code() {
         Code::InvalidArgument
         | Code::OutOfRange
@@ -42,6 +47,12 @@ pub fn classify_write(status: &tonic::Status) -> CallError {
         | Code::Unauthenticated => CallError::Fail(msg),
         _ => CallError::Info(msg),
     }
+}
+
+/// Whether the call failed while opening its connection, before the request could
+/// be written (tonic reports hyper's connector error as "tcp connect error").
+fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == Code::Unavailable && status.message().starts_with("tcp connect error")
 }
 
 /// Whether an error message says the member could not be reached at all (refused
@@ -88,5 +99,26 @@ impl Clients {
     pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Clients, String> {
         let ch = channel(endpoint, timeout).await?;
         Ok(Clients { kv: KvClient::new(ch.clone()), leases: LeaseClient::new(ch.clone()), locks: LockClient::new(ch) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_to_a_closed_port_is_a_definite_failure() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut kv = connect(&format!("127.0.0.1:{port}"), Duration::from_secs(1)).await.unwrap();
+        let put = strake_proto::etcdserverpb::PutRequest { key: "k".into(), ..Default::default() };
+        let status = kv.put(put).await.expect_err("nothing listens there");
+        assert!(matches!(classify_write(&status), CallError::Fail(_)), "{status:?}");
+    }
+
+    #[test]
+    fn a_timeout_or_a_lost_leader_is_indeterminate() {
+        for status in [tonic::Status::deadline_exceeded("timeout"), tonic::Status::unavailable("leader changed")] {
+            assert!(matches!(classify_write(&status), CallError::Info(_)));
+        }
     }
 }
