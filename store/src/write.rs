@@ -61,12 +61,6 @@ impl Pending {
         self.revision
     }
 
-    /// Whether the batch holds changes to the keyspace (which reads of RocksDB
-    /// alone would miss).
-    pub fn changed(&self) -> bool {
-        self.revision != self.committed
-    }
-
     /// Adds a finished transaction's changes.
     pub fn absorb(&mut self, done: Finished) {
         self.revision = done.revision;
