@@ -82,7 +82,7 @@ impl Pending {
             }
         }
         let meta = engine.cf(CF_META);
-        if self.changed() {
+        if self.revision != self.committed {
             batch.put_cf(meta, schema::META_REVISION, schema::encode_u64(self.revision as u64));
         }
         batch.put_cf(meta, schema::META_APPLIED, applied_marker);
