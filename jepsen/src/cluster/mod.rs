@@ -88,9 +88,27 @@ impl TargetSpec {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 that this process has not handed out before.
+///
+/// Ports are drawn at random below the kernel's ephemeral range (32768 and up), so
+/// neither outgoing connections nor other processes' `bind(0)` can take one between
+/// this check and the server binding it, and a port released by one member is never
+/// given to another member of the same test (`bind(0)` happily returns it again, which
+/// once pointed a test's etcdctl at another member's peer listener).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use rand::Rng;
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(12_000..32_000);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
 }
 
 /// Hands out distinct free ports, holding each one bound until [`Ports::release`], so
