@@ -18,9 +18,11 @@ use rocksdb::{
 use crate::error::{Result, StoreError};
 use crate::schema;
 
-/// Tuning of the storage engine.
+/// Tuning of the storage engine and the store's memory.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
+    /// Budget of the apply path's cache of newest versions ([`crate::latest`]), bytes.
+    pub latest_cache_bytes: usize,
     /// Shared block cache, bytes.
     pub block_cache_bytes: usize,
     /// Memtable size per column family, bytes.
@@ -29,7 +31,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+        EngineOptions { latest_cache_bytes: 32 << 20, block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
     }
 }
 

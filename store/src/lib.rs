@@ -13,7 +13,8 @@
 //! the same state, responses and events on every member.
 //!
 //! Module map: [`schema`] (on-disk format, the spec), [`keycodec`] (order-preserving
-//! key encoding), [`engine`] (RocksDB), [`view`] (reads at a revision), [`range`]
+//! key encoding), [`engine`] (RocksDB), [`view`] (reads at a revision), [`latest`]
+//! (the apply path's cache of newest versions), [`range`]
 //! (Range options), [`write`] (one write transaction), [`txn`] (Txn semantics and
 //! validation), [`lease`], [`compact`], [`watch`], [`store`] (the front).
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod head;
 pub mod key_range;
 pub mod keycodec;
+pub mod latest;
 pub mod lease;
 pub mod range;
 pub mod revision;

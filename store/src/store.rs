@@ -23,6 +23,7 @@ use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
 use crate::txn::{self, TxnContext};
 use crate::view::View;
 use crate::watch::hub::WatchHub;
+use crate::latest::LatestCache;
 use crate::write::{Pending, WriteTxn};
 
 /// Applying the writes of one log entry, in order, with as few RocksDB writes as
@@ -40,6 +41,8 @@ pub struct EntryApply<'s> {
     store: &'s Store,
     engine: Arc<Engine>,
     _lock: parking_lot::MutexGuard<'s, ()>,
+    /// Taken only while the apply lock is held.
+    latest: parking_lot::MutexGuard<'s, LatestCache>,
     pending: Pending,
     /// Position of the last request applied into `pending`.
     last: Option<u32>,
@@ -56,7 +59,7 @@ impl EntryApply<'_> {
             self.write_pending()?;
         }
         let engine = self.engine.clone();
-        let mut wtxn = WriteTxn::on(&engine, &self.pending);
+        let mut wtxn = WriteTxn::on(&engine, &self.pending, &self.latest);
         let (outcome, done) = match self.store.apply_request(req, &mut wtxn) {
             Ok(r) => (r, Some(wtxn.finish())),
             Err(e @ (StoreError::Engine(_) | StoreError::Malformed { .. })) => return Err(e),
@@ -81,7 +84,7 @@ impl EntryApply<'_> {
         let Some(position) = self.last.take() else { return Ok(()) };
         let revision = self.pending.revision();
         let pending = std::mem::replace(&mut self.pending, Pending::new(revision));
-        let events = pending.write(&self.engine, &(self.marker)(position))?;
+        let events = pending.write(&self.engine, &(self.marker)(position), &mut self.latest)?;
         self.store.publish(revision, events);
         Ok(())
     }
@@ -152,6 +155,8 @@ struct Inner {
     compactor: Compactor,
     /// Held while applying and while compaction removes heads (see `schema`).
     apply_lock: Arc<Mutex<()>>,
+    /// Newest versions of recently written keys; locked only under `apply_lock`.
+    latest: Mutex<LatestCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +205,7 @@ impl Store {
                 hub: WatchHub::new(loaded.revision),
                 compactor,
                 apply_lock,
+                latest: Mutex::new(LatestCache::new(options.latest_cache_bytes)),
             }),
         })
     }
@@ -220,6 +226,7 @@ impl Store {
         let marker = engine.get(CF_META, schema::META_APPLIED)?;
         old.retire();
         self.inner.engine.replace(engine);
+        self.inner.latest.lock().clear();
         self.inner.revision.store(loaded.revision, Ordering::Release);
         self.inner.compact_revision.store(loaded.compact_scheduled, Ordering::Release);
         self.inner.leases.replace_all(loaded.leases);
@@ -320,6 +327,7 @@ impl Store {
             store: self,
             engine: self.engine(),
             _lock: lock,
+            latest: self.inner.latest.lock(),
             pending: Pending::new(revision),
             last: None,
             marker,
@@ -329,7 +337,7 @@ impl Store {
     /// Records `applied_marker` for an entry with no effect on the keyspace.
     pub fn apply_marker(&self, applied_marker: &[u8]) -> Result<()> {
         let _guard = self.inner.apply_lock.lock();
-        Pending::new(self.revision()).write(&self.engine(), applied_marker)?;
+        Pending::new(self.revision()).write(&self.engine(), applied_marker, &mut self.inner.latest.lock())?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use strake_proto::mvccpb::{event::EventType, Event, KeyValue};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::key_range::KeyRange;
+use crate::latest::LatestCache;
 use crate::range::{self, VisibleSource};
 use crate::revision::Revision;
 use crate::schema::{self, KvRecord, CF_HEAD, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
@@ -72,8 +73,14 @@ impl Pending {
     }
 
     /// Writes everything, with the new revision and `applied_marker`, in one atomic
-    /// RocksDB write. Returns the events to publish, one entry per revision.
-    pub fn write(self, engine: &Engine, applied_marker: &[u8]) -> Result<Vec<(i64, Vec<Event>)>> {
+    /// RocksDB write, then records the new versions in `latest`. Returns the events to
+    /// publish, one entry per revision.
+    pub fn write(
+        self,
+        engine: &Engine,
+        applied_marker: &[u8],
+        latest: &mut LatestCache,
+    ) -> Result<Vec<(i64, Vec<Event>)>> {
         let mut batch = WriteBatch::default();
         for op in self.ops {
             match op {
@@ -87,6 +94,7 @@ impl Pending {
         }
         batch.put_cf(meta, schema::META_APPLIED, applied_marker);
         engine.write(batch)?;
+        latest.absorb(&self.overlay);
         Ok(self.events)
     }
 }
@@ -102,7 +110,8 @@ pub struct Finished {
 /// A write transaction in progress at revision `base + 1`.
 ///
 /// Reads see, newest first: this transaction's overlay, the pending batch's overlay,
-/// then RocksDB at the batch's committed revision.
+/// the apply path's cache of newest versions (when given), then RocksDB at the
+/// batch's committed revision.
 pub struct WriteTxn<'a> {
     engine: &'a Engine,
     /// The revision RocksDB holds.
@@ -110,6 +119,8 @@ pub struct WriteTxn<'a> {
     /// The revision before this transaction (the pending batch's).
     base: i64,
     pending: &'a Overlay,
+    /// Newest versions at `committed`, when the transaction runs on the apply path.
+    latest: Option<&'a LatestCache>,
     overlay: Overlay,
     ops: Vec<RawOp>,
     events: Vec<Event>,
@@ -119,16 +130,32 @@ impl<'a> WriteTxn<'a> {
     /// Starts a transaction over a store whose current revision is `base`, with
     /// nothing pending.
     pub fn new(engine: &'a Engine, base: i64) -> WriteTxn<'a> {
-        WriteTxn::with_base(engine, base, base, &EMPTY_OVERLAY)
+        WriteTxn::with_base(engine, base, base, &EMPTY_OVERLAY, None)
     }
 
-    /// Starts a transaction on top of `pending` (not yet in RocksDB).
-    pub fn on(engine: &'a Engine, pending: &'a Pending) -> WriteTxn<'a> {
-        WriteTxn::with_base(engine, pending.committed, pending.revision, &pending.overlay)
+    /// Starts a transaction on top of `pending` (not yet in RocksDB); `latest` holds
+    /// newest versions as of RocksDB's state below `pending`.
+    pub fn on(engine: &'a Engine, pending: &'a Pending, latest: &'a LatestCache) -> WriteTxn<'a> {
+        WriteTxn::with_base(engine, pending.committed, pending.revision, &pending.overlay, Some(latest))
     }
 
-    fn with_base(engine: &'a Engine, committed: i64, base: i64, pending: &'a Overlay) -> WriteTxn<'a> {
-        WriteTxn { engine, committed, base, pending, overlay: Overlay::new(), ops: Vec::new(), events: Vec::new() }
+    fn with_base(
+        engine: &'a Engine,
+        committed: i64,
+        base: i64,
+        pending: &'a Overlay,
+        latest: Option<&'a LatestCache>,
+    ) -> WriteTxn<'a> {
+        WriteTxn {
+            engine,
+            committed,
+            base,
+            pending,
+            latest,
+            overlay: Overlay::new(),
+            ops: Vec::new(),
+            events: Vec::new(),
+        }
     }
 
     /// The engine the transaction writes to.
@@ -162,8 +189,11 @@ impl<'a> WriteTxn<'a> {
 
     /// The live version of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Version>> {
-        match self.overlay.get(key).or_else(|| self.pending.get(key)) {
-            Some(v) => Ok(v.clone()),
+        if let Some(v) = self.overlay.get(key).or_else(|| self.pending.get(key)) {
+            return Ok(v.clone());
+        }
+        match self.latest.and_then(|latest| latest.get(key)) {
+            Some(v) => Ok(v),
             None => View::new(self.engine, self.committed).get(key),
         }
     }

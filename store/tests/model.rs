@@ -17,8 +17,11 @@ use strake_proto::etcdserverpb::{
 use strake_proto::strakepb::{write_request::Request as W, write_result::Result as R, WriteRequest};
 use strake_store::{EngineOptions, Store, StoreError};
 
+/// Opens the store with a cache of newest versions small enough (about 8 keys per
+/// generation) that the apply path both hits and misses it.
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, &EngineOptions::default()).expect("open the store")
+    let options = EngineOptions { latest_cache_bytes: 2 * 1024, ..EngineOptions::default() };
+    Store::open(dir, &options).expect("open the store")
 }
 
 fn wr(request: W) -> WriteRequest {
