@@ -16,6 +16,7 @@ use strake_proto::strakepb::{write_request, write_result, WriteBatch, WriteReque
 use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
 use crate::log::LogStore;
@@ -93,6 +94,8 @@ struct Shared {
     request_timeout: Duration,
     transferring: AtomicBool,
     snapshots: Arc<SnapshotDirs>,
+    /// Where openraft's tasks run.
+    core: CoreRuntime,
 }
 
 /// One member's Raft. Cheap to clone.
@@ -133,8 +136,12 @@ impl RaftNode {
         .map_err(|e| StartError::Config(e.to_string()))?;
         let peers = PeerClients::default();
         let network = PeerNetwork { clients: peers.clone() };
-        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
+        let core = CoreRuntime::start().map_err(|e| StartError::Raft(format!("cannot start raft threads: {e}")))?;
+        let id = config.id;
+        let raft = core
+            .run(async move { Raft::new(id, Arc::new(raft_config), network, log, sm).await })
             .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if let Some(members) = &config.bootstrap {
             if !raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))? {
@@ -160,6 +167,7 @@ impl RaftNode {
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
             snapshots,
+            core,
         });
         let node = RaftNode { shared };
         tokio::spawn(node.clone().run_read_batches(reads_rx));
@@ -676,6 +684,7 @@ impl RaftNode {
     /// Stops Raft.
     pub async fn shutdown(&self) {
         let _ = self.shared.raft.shutdown().await;
+        self.shared.core.stop();
     }
 }
 

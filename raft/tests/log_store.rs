@@ -184,3 +184,37 @@ fn replication_reads_are_bounded_in_bytes_but_never_empty() {
     // A full read is not limited.
     assert_eq!(rt.block_on(reader.try_get_log_entries(1..42)).unwrap().len(), 41);
 }
+
+#[test]
+fn segments_are_preallocated_and_a_torn_record_in_that_space_is_zeroed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let log = LogStore::open(dir.path()).unwrap();
+        for i in 0..10 {
+            append(&log, vec![entry(1, i, 100)]);
+        }
+    }
+    let seg = dir.path().join(format::segment_name(segments(dir.path())[0]));
+    let bytes = std::fs::read(&seg).unwrap();
+    assert_eq!(bytes.len() as u64, format::SEGMENT_TARGET_BYTES, "the segment is preallocated");
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    // A crash in the middle of the next append: a header and part of a payload.
+    let mut torn = bytes.clone();
+    torn[end..end + 8].copy_from_slice(&[0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef]);
+    torn[end + 8..end + 40].fill(b'x');
+    std::fs::write(&seg, &torn).unwrap();
+    {
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&mut log, &rt).len(), 10, "the torn record is dropped");
+        let zeroed = std::fs::read(&seg).unwrap();
+        assert_eq!(zeroed.len() as u64, format::SEGMENT_TARGET_BYTES, "the preallocation is kept");
+        assert!(zeroed[end..].iter().all(|b| *b == 0), "the torn bytes are zeroed");
+        for i in 10..15 {
+            append(&log, vec![entry(1, i, 100)]);
+        }
+    }
+    let mut log = LogStore::open(dir.path()).unwrap();
+    let got: Vec<u64> = indexes(&mut log, &rt).into_iter().map(|(_, i)| i).collect();
+    assert_eq!(got, (0..15).collect::<Vec<_>>());
+}

@@ -17,13 +17,13 @@ use crate::compact::{self, Compactor};
 use crate::engine::{Engine, EngineOptions, EngineSlot};
 use crate::error::{Result, StoreError};
 use crate::key_range::KeyRange;
+use crate::latest::LatestCache;
 use crate::lease::{self, LeaseInfo, LeaseTable, MAX_LEASE_TTL_SECONDS};
 use crate::range;
 use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
 use crate::txn::{self, TxnContext};
 use crate::view::View;
 use crate::watch::hub::WatchHub;
-use crate::latest::LatestCache;
 use crate::write::{Pending, WriteTxn};
 
 /// Applying the writes of one log entry, in order, with as few RocksDB writes as

@@ -8,12 +8,20 @@
 //! payload := an encoded entry (see `codec`)
 //! ```
 //!
+//! Segments are preallocated: a new segment is a file of [`SEGMENT_TARGET_BYTES`]
+//! zeros, written and synced before its first record, so an `fdatasync` after an
+//! append only flushes data (appending to a growing file also has to flush its size
+//! and block map, which made every log sync on ext4 about twice as slow). Records
+//! are followed by zeros up to the file's end; a zero record header means "no more
+//! records" (a payload is never empty).
+//!
 //! Entries are contiguous: each record's index is the previous one's plus one, across
-//! segments. A crash can leave a torn record at the very end of the last segment
-//! (short header, short payload, all-zero header, or a bad checksum on the final
-//! record); recovery truncates it. Any other damage (a bad checksum followed by more
-//! data, a gap in indexes, a record in a segment that is not the last) is corruption:
-//! the log refuses to open and names the file and offset.
+//! segments. A crash can leave a torn record at the end of the last segment (short
+//! header, short payload, or a bad checksum on the final record, each followed by
+//! nothing but zeros); recovery zeroes it. Any other damage (a bad checksum followed
+//! by more data, a zero header followed by data, a gap in indexes, a torn record in a
+//! segment that is not the last) is corruption: the log refuses to open and names
+//! the file and offset.
 //!
 //! Beside the segments: `vote` (the durable vote) and `purged` (the last purged log
 //! ID), each `be32 crc32(body) | body` with a JSON body, replaced atomically by
@@ -24,8 +32,9 @@ use std::path::{Path, PathBuf};
 
 /// Bytes before a record's payload.
 pub const RECORD_HEADER_LEN: usize = 8;
-/// A segment is closed and a new one started once it exceeds this size.
-pub const SEGMENT_TARGET_BYTES: u64 = 64 << 20;
+/// A segment is closed and a new one started once it exceeds this size; new
+/// segments are preallocated to it.
+pub const SEGMENT_TARGET_BYTES: u64 = 16 << 20;
 /// The largest payload a record may have (a 1.5 MiB request plus slack); larger
 /// lengths are corruption.
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
@@ -70,7 +79,9 @@ pub struct RecordLoc {
 pub enum ScanEnd {
     /// Every byte belongs to a valid record.
     Clean,
-    /// A torn record starts at this offset and runs to the end of the file.
+    /// The records end at this offset; only zeros (preallocated space) follow.
+    Zeros(u64),
+    /// A torn record starts at this offset; nothing but it and zeros follow.
     TornTail(u64),
 }
 
@@ -91,8 +102,12 @@ pub fn scan(bytes: &[u8], last_segment: bool) -> Result<(Vec<RecordLoc>, ScanEnd
     let torn = |at: usize, detail: &str| -> Result<(Vec<RecordLoc>, ScanEnd), Corruption> {
         Err(Corruption { offset: at as u64, detail: detail.to_string() })
     };
+    let zeros_from = |at: usize| bytes[at..].iter().all(|b| *b == 0);
     while at < total {
         let rest = total - at;
+        if zeros_from(at) && rest < RECORD_HEADER_LEN {
+            return Ok((records, ScanEnd::Zeros(at as u64)));
+        }
         if rest < RECORD_HEADER_LEN {
             if last_segment {
                 return Ok((records, ScanEnd::TornTail(at as u64)));
@@ -102,9 +117,9 @@ pub fn scan(bytes: &[u8], last_segment: bool) -> Result<(Vec<RecordLoc>, ScanEnd
         let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_be_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
         if len == 0 && crc == 0 {
-            // Zeroed space after a crash: a torn tail only if nothing but zeros follows.
-            if last_segment && bytes[at..].iter().all(|b| *b == 0) {
-                return Ok((records, ScanEnd::TornTail(at as u64)));
+            // The preallocated space after the last record.
+            if zeros_from(at) {
+                return Ok((records, ScanEnd::Zeros(at as u64)));
             }
             return torn(at, "zeroed record header followed by data");
         }
@@ -122,7 +137,7 @@ pub fn scan(bytes: &[u8], last_segment: bool) -> Result<(Vec<RecordLoc>, ScanEnd
             return torn(at, "record runs past the end of the segment");
         }
         if crc32fast::hash(&bytes[at + RECORD_HEADER_LEN..end]) != crc {
-            if last_segment && end == total {
+            if last_segment && zeros_from(end) {
                 return Ok((records, ScanEnd::TornTail(at as u64)));
             }
             return torn(at, "checksum mismatch");
@@ -173,18 +188,54 @@ mod tests {
     #[test]
     fn torn_tails_are_recognised_only_at_the_end() {
         let b = two_records();
-        for cut in 14..b.len() {
+        // From 17 on the cut keeps a non-zero byte of the second record (its length).
+        for cut in 17..b.len() {
             let (recs, end) = scan(&b[..cut], true).unwrap();
             assert_eq!(recs.len(), 1);
             assert_eq!(end, ScanEnd::TornTail(13));
             assert!(scan(&b[..cut], false).is_err());
         }
-        let mut zeros = two_records();
-        zeros.extend_from_slice(&[0u8; 100]);
-        assert_eq!(scan(&zeros, true).unwrap().1, ScanEnd::TornTail(b.len() as u64));
         let mut bad_last = two_records();
         *bad_last.last_mut().unwrap() ^= 1;
         assert_eq!(scan(&bad_last, true).unwrap().1, ScanEnd::TornTail(13));
+    }
+
+    #[test]
+    fn preallocated_zeros_end_the_records_in_any_segment() {
+        let b = two_records();
+        for pad in [1, 7, 8, 100] {
+            let mut padded = b.clone();
+            padded.resize(b.len() + pad, 0);
+            for last in [true, false] {
+                let (recs, end) = scan(&padded, last).unwrap();
+                assert_eq!(recs.len(), 2);
+                assert_eq!(end, ScanEnd::Zeros(b.len() as u64));
+            }
+        }
+        assert_eq!(scan(&[0u8; 64], false).unwrap(), (vec![], ScanEnd::Zeros(0)));
+    }
+
+    #[test]
+    fn a_torn_record_in_preallocated_space_is_a_tail_only_in_the_last_segment() {
+        let b = two_records();
+        for cut in 14..b.len() {
+            let mut torn = b[..cut].to_vec();
+            torn.resize(b.len() + 64, 0);
+            let (recs, end) = scan(&torn, true).unwrap();
+            assert_eq!(recs.len(), 1);
+            if b[13..cut].iter().all(|x| *x == 0) {
+                // Only zeros of the record made it: the same as no write at all.
+                assert_eq!(end, ScanEnd::Zeros(13), "cut at {cut}");
+                continue;
+            }
+            assert_eq!(end, ScanEnd::TornTail(13), "cut at {cut}");
+            assert!(scan(&torn, false).is_err(), "cut at {cut}");
+        }
+        // Data after a zero header is damage, not preallocated space.
+        let mut hole = vec![0u8; 8];
+        hole.extend_from_slice(&b);
+        hole.resize(hole.len() + 64, 0);
+        assert!(scan(&hole, true).unwrap_err().detail.contains("zeroed record header"));
     }
 
     #[test]

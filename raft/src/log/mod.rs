@@ -2,6 +2,7 @@
 //!
 //! * [`format`]: the on-disk format (the spec).
 //! * [`writer`]: the thread that performs every file write, in order.
+//! * [`prealloc`]: zero-filled segment files, the next one prepared in the background.
 //! * this module: [`LogStore`], openraft's `RaftLogStorage`, and its reader.
 //!
 //! Durability contract with openraft: `append` returns at once and calls the
@@ -10,6 +11,7 @@
 //! returns (from memory), so the leader can replicate while its own fsync runs.
 
 pub mod format;
+mod prealloc;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -296,6 +298,17 @@ fn read_meta<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<O
     })
 }
 
+/// Overwrites the torn record at `at` (and anything up to the last non-zero byte)
+/// with zeros, keeping the file's preallocated size, and syncs it.
+fn zero_torn_tail(path: &Path, bytes: &[u8], at: u64) -> io::Result<()> {
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1) as u64;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    if end > at {
+        f.write_all_at(&vec![0u8; (end - at) as usize], at)?;
+    }
+    f.sync_all()
+}
+
 fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> Result<Index, LogError> {
     let mut segments: Vec<u64> = std::fs::read_dir(dir)
         .map_err(|e| LogError::io(dir, e))?
@@ -368,12 +381,19 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
                 cached: Some(entry),
             });
         }
-        let mut len = bytes.len() as u64;
-        if let format::ScanEnd::TornTail(at) = end {
-            tracing::warn!(file = %path.display(), offset = at, "truncating a torn record at the end of the raft log");
-            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| LogError::io(&path, e))?;
-            f.set_len(at).and_then(|_| f.sync_all()).map_err(|e| LogError::io(&path, e))?;
-            len = at;
+        let len = match end {
+            format::ScanEnd::Clean => bytes.len() as u64,
+            format::ScanEnd::Zeros(at) => at,
+            format::ScanEnd::TornTail(at) => {
+                tracing::warn!(file = %path.display(), offset = at, "zeroing a torn record at the end of the raft log");
+                zero_torn_tail(&path, &bytes, at).map_err(|e| LogError::io(&path, e))?;
+                at
+            }
+        };
+        if records.is_empty() && !last {
+            // Preallocated but never written (a crash right after creating it).
+            std::fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
+            continue;
         }
         if !slots.is_empty() || last {
             kept.push(seg);

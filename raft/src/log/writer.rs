@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format;
+use super::prealloc::Preallocator;
 use super::Shared;
 
 /// Called once an append is durable (or failed).
@@ -35,6 +36,7 @@ pub(crate) struct Writer {
     dir: PathBuf,
     files: BTreeMap<u64, File>,
     shared: Arc<Shared>,
+    prealloc: Preallocator,
 }
 
 /// Writes `body` (framed) to `dir/name` atomically and durably.
@@ -54,16 +56,22 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl Writer {
     pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>) -> Writer {
-        Writer { dir, files: BTreeMap::new(), shared }
+        let prealloc = Preallocator::new(&dir);
+        Writer { dir, files: BTreeMap::new(), shared, prealloc }
     }
 
+    /// The open file of `segment`; `create`: a new segment, preallocated.
     fn file(&mut self, segment: u64, create: bool) -> io::Result<&File> {
+        if create {
+            self.files.remove(&segment);
+        }
         if !self.files.contains_key(&segment) {
             let path = format::segment_path(&self.dir, segment);
-            let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(&path)?;
-            if create {
-                sync_dir(&self.dir)?;
-            }
+            let file = if create {
+                self.prealloc.create_segment(&path)?
+            } else {
+                OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?
+            };
             self.files.insert(segment, file);
         }
         Ok(&self.files[&segment])
@@ -106,6 +114,7 @@ impl Writer {
                         if let Err(e) = res {
                             callback(Err(e));
                         } else {
+                            self.prealloc.written_up_to(offset + bytes.len() as u64);
                             if !touched.contains(&segment) {
                                 touched.push(segment);
                             }
@@ -165,7 +174,7 @@ impl Writer {
                         self.files.remove(seg);
                         remove_file_if_exists(&format::segment_path(&self.dir, *seg))?;
                     }
-                    let f = self.file(segment, true)?;
+                    let f = self.file(segment, false)?;
                     f.set_len(offset)?;
                     f.sync_all()?;
                     sync_dir(&self.dir)

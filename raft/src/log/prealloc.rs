@@ -1,0 +1,161 @@
+//! Preallocated segment files (see [`super::format`]): every new segment starts as
+//! [`SEGMENT_TARGET_BYTES`] of zeros, written and synced, so syncing an append only
+//! flushes data. The next segment's file (the spare) is prepared on a background
+//! thread once the current one is half full, so rolling over does not stall appends.
+//!
+//! Invariant: the spare file exists under its final name only once it is entirely
+//! zeros and durable; the temporary name holds a spare in preparation and is
+//! deleted on open.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use super::format::SEGMENT_TARGET_BYTES;
+use super::writer::sync_dir;
+
+/// The prepared spare (not a segment name: it does not end in `.wal`).
+const SPARE: &str = "next-segment.zeros";
+/// The spare while it is being written.
+const SPARE_TMP: &str = "next-segment.zeros.tmp";
+/// Zeros written per call while filling a file.
+const FILL_CHUNK: usize = 1 << 20;
+
+enum Spare {
+    None,
+    Preparing(JoinHandle<io::Result<()>>),
+    Ready,
+}
+
+/// Hands out zero-filled segment files, preparing the next one in the background.
+pub(crate) struct Preallocator {
+    dir: PathBuf,
+    spare: Spare,
+}
+
+impl Preallocator {
+    /// Picks up a spare left by an earlier run (removing a half-written one), or
+    /// starts preparing one, so even a new log's first segment need not wait.
+    pub(crate) fn new(dir: &Path) -> Preallocator {
+        let _ = std::fs::remove_file(dir.join(SPARE_TMP));
+        let spare = if dir.join(SPARE).is_file() { Spare::Ready } else { Spare::None };
+        let mut p = Preallocator { dir: dir.to_path_buf(), spare };
+        p.prepare_spare();
+        p
+    }
+
+    /// Called after writing up to `end` bytes of the current segment: once it is half
+    /// full, starts preparing the next segment's file.
+    pub(crate) fn written_up_to(&mut self, end: u64) {
+        if end >= SEGMENT_TARGET_BYTES / 2 {
+            self.prepare_spare();
+        }
+    }
+
+    /// Starts preparing the spare on a background thread, unless there is one.
+    fn prepare_spare(&mut self) {
+        if !matches!(self.spare, Spare::None) {
+            return;
+        }
+        let dir = self.dir.clone();
+        let spawned = std::thread::Builder::new().name("strake-raft-log-prealloc".into()).spawn(move || {
+            let tmp = dir.join(SPARE_TMP);
+            fill_with_zeros(&tmp)?;
+            std::fs::rename(&tmp, dir.join(SPARE))?;
+            sync_dir(&dir)
+        });
+        match spawned {
+            Ok(handle) => self.spare = Spare::Preparing(handle),
+            Err(e) => tracing::warn!(error = %e, "cannot start preparing the next raft log segment"),
+        }
+    }
+
+    /// Creates the segment file `path` (replacing any file there): the spare, renamed,
+    /// or zeros written now when there is none. The directory entry is durable.
+    pub(crate) fn create_segment(&mut self, path: &Path) -> io::Result<File> {
+        let ready = match std::mem::replace(&mut self.spare, Spare::None) {
+            Spare::Ready => true,
+            Spare::None => false,
+            Spare::Preparing(handle) => match handle.join() {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "preparing the next raft log segment failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("preparing the next raft log segment panicked");
+                    false
+                }
+            },
+        };
+        let renamed = ready && std::fs::rename(self.dir.join(SPARE), path).is_ok();
+        if !renamed {
+            fill_with_zeros(path)?;
+        }
+        sync_dir(&self.dir)?;
+        OpenOptions::new().read(true).write(true).open(path)
+    }
+}
+
+/// Writes a file of [`SEGMENT_TARGET_BYTES`] zeros at `path` and syncs it.
+fn fill_with_zeros(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+    let zeros = vec![0u8; FILL_CHUNK];
+    let mut at = 0u64;
+    while at < SEGMENT_TARGET_BYTES {
+        let n = (SEGMENT_TARGET_BYTES - at).min(FILL_CHUNK as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zero_file(path: &Path) -> bool {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.len() as u64 == SEGMENT_TARGET_BYTES && bytes.iter().all(|b| *b == 0)
+    }
+
+    #[test]
+    fn segments_are_zero_filled_with_or_without_a_spare() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Preallocator::new(dir.path());
+        assert!(!matches!(p.spare, Spare::None), "a new log prepares its first segment at once");
+        let first = dir.path().join("first");
+        p.create_segment(&first).unwrap();
+        assert!(zero_file(&first));
+        let without_spare = dir.path().join("without-spare");
+        p.create_segment(&without_spare).unwrap();
+        assert!(zero_file(&without_spare));
+        p.written_up_to(SEGMENT_TARGET_BYTES / 2 - 1);
+        assert!(matches!(p.spare, Spare::None), "prepared too early");
+        p.written_up_to(SEGMENT_TARGET_BYTES / 2);
+        let second = dir.path().join("second");
+        p.create_segment(&second).unwrap();
+        assert!(zero_file(&second));
+        assert!(!dir.path().join(SPARE).exists(), "the spare was used");
+    }
+
+    #[test]
+    fn a_half_written_spare_is_discarded_and_a_ready_one_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SPARE_TMP), b"partial").unwrap();
+        let mut p = Preallocator::new(dir.path());
+        let seg = dir.path().join("seg");
+        p.create_segment(&seg).unwrap();
+        assert!(zero_file(&seg));
+        assert!(!dir.path().join(SPARE_TMP).exists() && !dir.path().join(SPARE).exists());
+        fill_with_zeros(&dir.path().join(SPARE)).unwrap();
+        let mut q = Preallocator::new(dir.path());
+        assert!(matches!(q.spare, Spare::Ready));
+        let next = dir.path().join("next");
+        q.create_segment(&next).unwrap();
+        assert!(zero_file(&next));
+        assert!(!dir.path().join(SPARE).exists());
+    }
+}
