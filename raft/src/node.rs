@@ -67,6 +67,18 @@ pub struct NodeStatus {
 
 type ReadWaiter = oneshot::Sender<Result<(), RaftError>>;
 
+/// Longest wait for one ReadIndex request from a follower: the reads sharing it
+/// retry against the next leader afterwards, so an unreachable leader must not hold
+/// the follower's reads for a whole request timeout.
+const FOLLOWER_READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A read on a follower waiting for the leader's read index.
+struct FollowerRead {
+    leader_id: u64,
+    leader: MemberNode,
+    done: oneshot::Sender<Result<u64, RaftError>>,
+}
+
 /// A write waiting to be proposed in a batch.
 struct PendingWrite {
     req: WriteRequest,
@@ -90,6 +102,7 @@ struct Shared {
     peers: PeerClients,
     lessor: Lessor,
     reads: mpsc::UnboundedSender<ReadWaiter>,
+    follower_reads: mpsc::UnboundedSender<FollowerRead>,
     writes: mpsc::UnboundedSender<PendingWrite>,
     request_timeout: Duration,
     transferring: AtomicBool,
@@ -154,6 +167,7 @@ impl RaftNode {
             }
         }
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
+        let (follower_reads_tx, follower_reads_rx) = mpsc::unbounded_channel();
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             id: config.id,
@@ -163,6 +177,7 @@ impl RaftNode {
             peers,
             lessor: Lessor::default(),
             reads: reads_tx,
+            follower_reads: follower_reads_tx,
             writes: writes_tx,
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
@@ -171,6 +186,7 @@ impl RaftNode {
         });
         let node = RaftNode { shared };
         tokio::spawn(node.clone().run_read_batches(reads_rx));
+        tokio::spawn(node.clone().run_follower_read_batches(follower_reads_rx));
         tokio::spawn(node.clone().run_write_batches(writes_rx));
         tokio::spawn(node.clone().run_leadership_watch());
         tokio::spawn(node.clone().run_lease_expiry());
@@ -374,8 +390,7 @@ impl RaftNode {
             let result = if leader == self.shared.id {
                 self.local_read_index(deadline).await.map(|_| ())
             } else {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match self.shared.peers.read_index(&node, remaining).await {
+                match self.leader_read_index(leader, node, deadline).await {
                     Ok(index) => self.wait_applied(index, deadline).await,
                     Err(e) => Err(e),
                 }
@@ -419,6 +434,53 @@ impl RaftNode {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(RaftError::Stopped),
                 Err(_) => return Err(RaftError::Timeout),
+            }
+        }
+    }
+
+    /// On a follower: the leader's read index, from a request to the leader sent
+    /// after this call began (shared with the other reads waiting at that moment).
+    async fn leader_read_index(
+        &self,
+        leader_id: u64,
+        leader: MemberNode,
+        deadline: tokio::time::Instant,
+    ) -> Result<u64, RaftError> {
+        let (done, wait) = oneshot::channel();
+        let read = FollowerRead { leader_id, leader, done };
+        self.shared.follower_reads.send(read).map_err(|_| RaftError::Stopped)?;
+        match tokio::time::timeout_at(deadline, wait).await {
+            Err(_) => Err(RaftError::Timeout),
+            Ok(Err(_)) => Err(RaftError::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// On followers, one ReadIndex request to the leader at a time; every read that
+    /// arrived before a request is sent shares its answer (etcd's linearizable read
+    /// loop does the same), so 40 concurrent reads cost one round trip, not 40.
+    async fn run_follower_read_batches(self, mut rx: mpsc::UnboundedReceiver<FollowerRead>) {
+        while let Some(first) = rx.recv().await {
+            let mut by_leader: BTreeMap<u64, (MemberNode, Vec<oneshot::Sender<Result<u64, RaftError>>>)> =
+                BTreeMap::new();
+            let mut add = |r: FollowerRead| {
+                by_leader.entry(r.leader_id).or_insert_with(|| (r.leader, Vec::new())).1.push(r.done);
+            };
+            add(first);
+            while let Ok(r) = rx.try_recv() {
+                add(r);
+            }
+            for (leader, waiters) in by_leader.into_values() {
+                let timeout = self.shared.request_timeout.min(FOLLOWER_READ_INDEX_TIMEOUT);
+                let result = match self.shared.peers.read_index(&leader, timeout).await {
+                    // The leader did not answer in time: the reads retry until their
+                    // own deadlines, against whichever member leads by then.
+                    Err(RaftError::Timeout) => Err(RaftError::PeerUnreachable),
+                    other => other,
+                };
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
             }
         }
     }
