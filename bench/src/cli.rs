@@ -23,6 +23,9 @@ enum Command {
     Run(RunArgs),
     /// Start strake and real etcd (1 and 3 members) and compare them on the same suite.
     Compare(crate::compare::CompareArgs),
+    /// Load a large dataset (default 10M keys × 2 KiB), read it, overwrite part of it
+    /// and compact it, while probes time single requests to find stalls.
+    Dataset(crate::dataset::DatasetArgs),
 }
 
 /// Options of one run.
@@ -127,6 +130,7 @@ pub fn main(args: Vec<String>) -> std::process::ExitCode {
                 Ok(summary.error_count() == 0)
             }
             Command::Compare(args) => crate::compare::run(args).await,
+            Command::Dataset(args) => crate::dataset::run(args).await,
         }
     });
     match result {

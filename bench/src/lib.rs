@@ -9,11 +9,13 @@
 //! * [`report`]: summaries as tables and JSON.
 //! * [`client`]: connection pools.
 //! * [`compare`]: starting strake and etcd side by side and comparing them.
+//! * [`dataset`]: a large dataset loaded, read and compacted under stall probes.
 //! * [`cli`]: the command line.
 
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod dataset;
 pub mod plot;
 pub mod report;
 pub mod runner;

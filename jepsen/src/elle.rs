@@ -423,7 +423,7 @@ fn path(
     let mut steps = 0u32;
     while let Some((v, has_rw)) = queue.pop_front() {
         steps += 1;
-        if steps % 4096 == 0 && Instant::now() > deadline {
+        if steps.is_multiple_of(4096) && Instant::now() > deadline {
             return None;
         }
         if v == to && (has_rw || !need_rw) {
@@ -479,10 +479,10 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
         // G0: write-write cycles; G1c: adding write-read.
         for (name, kinds) in [("G0", with(&[Ww])), ("G1c", with(&[Ww, Wr]))] {
             let label = format!("{name}{suffix}");
-            if found.contains(&format!("{name}")) {
+            if found.contains(name) {
                 continue;
             }
-            for comp in scc(&adj_of(&kinds)) {
+            if let Some(comp) = scc(&adj_of(&kinds)).into_iter().next() {
                 let a = comp[0];
                 let b = *edges[a].keys().find(|w| comp.contains(w)).unwrap_or(&comp[1]);
                 let witness = path(edges, &kinds, b, a, false, deadline).map(|mut p| {
@@ -495,7 +495,6 @@ fn find_cycles(edges: &[HashMap<usize, BTreeSet<EdgeKind>>], realtime: bool, dea
                     detail: format!("cycle through {:?} edges", kinds),
                 });
                 found.insert(label.clone());
-                break;
             }
         }
         // G-single: exactly one anti-dependency; G2-item: more than one.

@@ -143,7 +143,7 @@ pub fn search_bounded<M: Model>(
     let mut order: Vec<u32> = (0..2 * n as u32).collect();
     let key = |e: u32| {
         let op = &ops[(e / 2) as usize];
-        if e % 2 == 0 {
+        if e.is_multiple_of(2) {
             (op.call, 0u8)
         } else {
             (op.ret, 1u8)
@@ -187,14 +187,14 @@ pub fn search_bounded<M: Model>(
     while next[head as usize] != NIL {
         steps += 1;
         if steps >= max_steps
-            || (steps % CHECK_EVERY == 0
+            || (steps.is_multiple_of(CHECK_EVERY)
                 && (cancel.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() > d)))
         {
             return SearchResult { verdict: Verdict::Unknown, longest, steps };
         }
         let entry = order[cursor as usize];
         let i = (entry / 2) as usize;
-        if entry % 2 == 0 {
+        if entry.is_multiple_of(2) {
             if let Some(new_state) = model.step(&state, &ops[i].op) {
                 bits.set(i);
                 if cache.insert((bits.clone(), new_state.clone())) {

@@ -173,8 +173,18 @@ impl Engine {
             let mut cf_opts = Options::default();
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
+            // Index and filter blocks live in the block cache, partitioned into
+            // 4 KiB pieces under a pinned top level. Whole, a 64 MiB SST's filter
+            // or index is larger than one shard of the cache; it could never stay
+            // cached, and with 10M keys every point read re-read and re-checksummed
+            // megabytes of filters (83% of the server's CPU while loading 20 GiB).
             table.set_cache_index_and_filter_blocks(true);
+            table.set_cache_index_and_filter_blocks_with_high_priority(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
+            table.set_metadata_block_size(4096);
+            table.set_pin_top_level_index_and_filter(true);
             if [schema::CF_KV, schema::CF_LEASE, schema::CF_HEAD].contains(name) {
                 table.set_bloom_filter(10.0, false);
                 // Point reads (a key's head, then exactly its newest version) skip
