@@ -120,6 +120,22 @@ pub struct PhaseResult {
     pub data_bytes: Option<u64>,
 }
 
+/// One probe slower than the stall limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StallEvent {
+    /// When the probe was sent, seconds since the run began.
+    pub at_s: f64,
+    /// The phase it fell in.
+    pub phase: String,
+    /// "read" or "write".
+    pub probe: String,
+    /// Its latency, milliseconds.
+    pub ms: f64,
+}
+
+/// Stall events kept in a report (the counts cover all of them).
+pub const MAX_STALL_EVENTS: usize = 10_000;
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatasetReport {
@@ -137,6 +153,11 @@ pub struct DatasetReport {
     pub phases: Vec<PhaseResult>,
     /// Peak resident memory of the server, KiB (with --server).
     pub peak_rss_kib: Option<u64>,
+    /// Wall-clock start of the run (Unix seconds): `at_s` of a stall event is
+    /// relative to it.
+    pub began_unix_s: f64,
+    /// The first [`MAX_STALL_EVENTS`] stalls, in order, to line up with server logs.
+    pub stall_events: Vec<StallEvent>,
 }
 
 impl DatasetReport {
@@ -151,10 +172,13 @@ impl DatasetReport {
     }
 }
 
+/// Latencies and error counts of one phase.
+type PhaseRecord = (Histogram<u64>, BTreeMap<String, u64>);
+
 /// Per-phase latency histograms and error counts of one probe or client group.
 #[derive(Debug)]
 struct PhaseHistograms {
-    phases: Vec<Mutex<(Histogram<u64>, BTreeMap<String, u64>)>>,
+    phases: Vec<Mutex<PhaseRecord>>,
 }
 
 impl PhaseHistograms {
@@ -212,6 +236,8 @@ struct Shared {
     probe_write: PhaseHistograms,
     stall_limit_us: u64,
     stalls: Vec<AtomicU64>,
+    began: Instant,
+    stall_events: Mutex<Vec<StallEvent>>,
 }
 
 impl Shared {
@@ -220,13 +246,23 @@ impl Shared {
         self.spec.key(rand::rng().random_range(0..n))
     }
 
-    fn record_probe(&self, which: &PhaseHistograms, started: Instant, result: Result<(), tonic::Status>) {
+    fn record_probe(&self, probe: &str, started: Instant, result: Result<(), tonic::Status>) {
         let phase = self.phase.load(Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;
         if us > self.stall_limit_us {
             self.stalls[phase].fetch_add(1, Ordering::Relaxed);
+            let mut events = self.stall_events.lock().expect("not poisoned");
+            if events.len() < MAX_STALL_EVENTS {
+                events.push(StallEvent {
+                    at_s: started.duration_since(self.began).as_secs_f64(),
+                    phase: PHASES[phase].to_string(),
+                    probe: probe.to_string(),
+                    ms: us as f64 / 1000.0,
+                });
+            }
         }
-        which.record(phase, us, result);
+        let histograms = if probe == "read" { &self.probe_read } else { &self.probe_write };
+        histograms.record(phase, us, result);
     }
 }
 
@@ -247,7 +283,7 @@ fn spawn_probes(pool: Pool, shared: Arc<Shared>, interval: Duration) -> Vec<toki
                 let key = shared.random_loaded_key();
                 let t = Instant::now();
                 let r = kv.range(RangeRequest { key: key.into(), ..Default::default() }).await.map(|_| ());
-                shared.record_probe(&shared.probe_read, t, r);
+                shared.record_probe("read", t, r);
             }
         })
     };
@@ -267,7 +303,7 @@ fn spawn_probes(pool: Pool, shared: Arc<Shared>, interval: Duration) -> Vec<toki
                 };
                 let t = Instant::now();
                 let r = kv.put(req).await.map(|_| ());
-                shared.record_probe(&shared.probe_write, t, r);
+                shared.record_probe("write", t, r);
             }
         })
     };
@@ -358,6 +394,7 @@ async fn run_phases(
     let pool = Pool::connect(endpoints, args.conns).await?;
     let probe_pool = Pool::connect(endpoints, 1).await?;
     let spec = KeySpec { key_size: args.key_size, val_size: args.val_size, key_space: args.keys };
+    let began_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let shared = Arc::new(Shared {
         spec: spec.clone(),
         values: ValueSource::new(args.val_size),
@@ -368,6 +405,8 @@ async fn run_phases(
         probe_write: PhaseHistograms::new(PHASES.len()),
         stall_limit_us: args.stall_limit.as_micros() as u64,
         stalls: PHASES.iter().map(|_| AtomicU64::new(0)).collect(),
+        began: Instant::now(),
+        stall_events: Mutex::new(Vec::new()),
     });
     let ops = Arc::new(PhaseHistograms::new(PHASES.len()));
     let probes = spawn_probes(probe_pool, shared.clone(), args.probe_interval);
@@ -397,6 +436,7 @@ async fn run_phases(
     for p in probes {
         let _ = p.await;
     }
+    let stall_events = std::mem::take(&mut *shared.stall_events.lock().expect("not poisoned"));
     Ok(DatasetReport {
         target: String::new(),
         keys: args.keys,
@@ -405,6 +445,8 @@ async fn run_phases(
         stall_limit_ms: args.stall_limit.as_secs_f64() * 1000.0,
         phases,
         peak_rss_kib: server.and_then(|s| s.cluster.peak_rss_kib(0)),
+        began_unix_s: began_unix.as_secs_f64(),
+        stall_events,
     })
 }
 

@@ -189,9 +189,11 @@ pub async fn run(workload: Workload, opts: &RunOptions) -> anyhow::Result<Summar
         let bar = bar.clone();
         let timed = opts.total.is_none();
         tokio::spawn(async move {
-            while timed {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                bar.inc(1);
+            if timed {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    bar.inc(1);
+                }
             }
         })
     };

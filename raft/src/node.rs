@@ -72,11 +72,14 @@ type ReadWaiter = oneshot::Sender<Result<(), RaftError>>;
 /// the follower's reads for a whole request timeout.
 const FOLLOWER_READ_INDEX_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a follower's read gets the leader's read index.
+type ReadIndexWaiter = oneshot::Sender<Result<u64, RaftError>>;
+
 /// A read on a follower waiting for the leader's read index.
 struct FollowerRead {
     leader_id: u64,
     leader: MemberNode,
-    done: oneshot::Sender<Result<u64, RaftError>>,
+    done: ReadIndexWaiter,
 }
 
 /// A write waiting to be proposed in a batch.
@@ -461,8 +464,7 @@ impl RaftNode {
     /// loop does the same), so 40 concurrent reads cost one round trip, not 40.
     async fn run_follower_read_batches(self, mut rx: mpsc::UnboundedReceiver<FollowerRead>) {
         while let Some(first) = rx.recv().await {
-            let mut by_leader: BTreeMap<u64, (MemberNode, Vec<oneshot::Sender<Result<u64, RaftError>>>)> =
-                BTreeMap::new();
+            let mut by_leader: BTreeMap<u64, (MemberNode, Vec<ReadIndexWaiter>)> = BTreeMap::new();
             let mut add = |r: FollowerRead| {
                 by_leader.entry(r.leader_id).or_insert_with(|| (r.leader, Vec::new())).1.push(r.done);
             };

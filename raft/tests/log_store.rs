@@ -101,14 +101,25 @@ fn purge_deletes_whole_segments_and_survives_reopen() {
     }
     let segs = segments(dir.path());
     let purge_to = segs[1] + 5;
+    let first_path = format::segment_path(dir.path(), segs[0]);
+    let first_bytes = std::fs::read(&first_path).unwrap();
     rt.block_on(log.purge(LogId::new(CommittedLeaderId::new(1, 1), purge_to))).unwrap();
-    assert!(!segments(dir.path()).contains(&segs[0]), "the first segment is gone");
+    // The purge point is durable at once; the segments below it are deleted by the
+    // reclaimer thread shortly after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while segments(dir.path()).contains(&segs[0]) {
+        assert!(std::time::Instant::now() < deadline, "the first segment is never deleted");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let state = rt.block_on(log.get_log_state()).unwrap();
     assert_eq!(state.last_purged_log_id.unwrap().index, purge_to);
     let got = indexes(&mut log, &rt);
     assert_eq!(got.first().unwrap().1, purge_to + 1);
     drop(log);
+    // A crash before the reclaimer got to a segment leaves it behind: opening deletes it.
+    std::fs::write(&first_path, first_bytes).unwrap();
     let mut reopened = LogStore::open(dir.path()).unwrap();
+    assert!(!first_path.exists(), "a leftover purged segment is deleted at open");
     let again = indexes(&mut reopened, &rt);
     assert_eq!(again.first().unwrap().1, purge_to + 1);
     assert_eq!(again.last().unwrap().1, 499);

@@ -40,8 +40,10 @@ pub fn compact_physically(engine: &Engine, finished: i64, target: i64, apply_loc
         let (keys, next) = keys_written_between(engine, cursor, target)?;
         let mut batch = WriteBatch::default();
         let mut removed_tombstones = Vec::new();
+        // One iterator per batch: the keys come sorted, so its seeks only move forward.
+        let mut versions = engine.iter(CF_KV, None);
         for key in &keys {
-            if let Some(t) = remove_superseded(engine, key, target, &mut batch)? {
+            if let Some(t) = remove_superseded(engine, &mut versions, key, target, &mut batch)? {
                 removed_tombstones.push((keycodec::encode(key), t));
             }
         }
@@ -93,9 +95,14 @@ fn keys_written_between(engine: &Engine, from: Revision, target: i64) -> Result<
 /// `target` discards (a tombstone at `target` itself is kept, see the module doc).
 /// Returns the revision of the key's newest version `<= target` when it is a removed
 /// tombstone (its head goes too unless a newer version exists).
-fn remove_superseded(engine: &Engine, key: &[u8], target: i64, batch: &mut WriteBatch) -> Result<Option<Revision>> {
+fn remove_superseded(
+    engine: &Engine,
+    it: &mut rocksdb::DBRawIterator<'_>,
+    key: &[u8],
+    target: i64,
+    batch: &mut WriteBatch,
+) -> Result<Option<Revision>> {
     let prefix = keycodec::encode(key);
-    let mut it = engine.iter(CF_KV, None);
     it.seek(schema::kv_seek_at(key, target));
     let mut newest = true;
     let mut removed_tombstone = None;

@@ -25,7 +25,7 @@ pub fn build(engine: &Engine) -> Result<u64> {
         let enc = enc.to_vec();
         batch.put_cf(engine.cf(CF_HEAD), &enc, schema::head_value(rev, tombstone));
         written += 1;
-        if written % HEADS_PER_BATCH as u64 == 0 {
+        if written.is_multiple_of(HEADS_PER_BATCH as u64) {
             engine.write(std::mem::take(&mut batch))?;
         }
         it.seek(schema::after_key(&enc));

@@ -43,7 +43,7 @@ pub fn encode(key: &[u8]) -> Vec<u8> {
 /// Decodes an encoded key that occupies exactly `buf`. `None` if the bytes are not a
 /// valid encoding (wrong length, bad marker, non-zero padding).
 pub fn decode(buf: &[u8]) -> Option<Vec<u8>> {
-    if buf.is_empty() || buf.len() % (GROUP + 1) != 0 {
+    if buf.is_empty() || !buf.len().is_multiple_of(GROUP + 1) {
         return None;
     }
     let mut out = Vec::with_capacity(buf.len() / (GROUP + 1) * GROUP);

@@ -8,12 +8,13 @@
 //! payload := an encoded entry (see `codec`)
 //! ```
 //!
-//! Segments are preallocated: a new segment is a file of [`SEGMENT_TARGET_BYTES`]
-//! zeros, written and synced before its first record, so an `fdatasync` after an
-//! append only flushes data (appending to a growing file also has to flush its size
-//! and block map, which made every log sync on ext4 about twice as slow). Records
-//! are followed by zeros up to the file's end; a zero record header means "no more
-//! records" (a payload is never empty).
+//! Segments are preallocated when a spare is ready: a new segment is then a file of
+//! [`SEGMENT_TARGET_BYTES`] zeros, written and synced before its first record, so an
+//! `fdatasync` after an append only flushes data (appending to a growing file also
+//! has to flush its size and block map, which made every log sync on ext4 about twice
+//! as slow). Otherwise (no spare ready yet) a segment is a plain growing file. Records
+//! are followed by zeros up to the file's end, or by the end of the file; a zero
+//! record header means "no more records" (a payload is never empty).
 //!
 //! Entries are contiguous: each record's index is the previous one's plus one, across
 //! segments. A crash can leave a torn record at the end of the last segment (short

@@ -3,6 +3,7 @@
 //! * [`format`]: the on-disk format (the spec).
 //! * [`writer`]: the thread that performs every file write, in order.
 //! * [`prealloc`]: zero-filled segment files, the next one prepared in the background.
+//! * [`reclaim`]: deleting purged segments on a background thread.
 //! * this module: [`LogStore`], openraft's `RaftLogStorage`, and its reader.
 //!
 //! Durability contract with openraft: `append` returns at once and calls the
@@ -12,6 +13,7 @@
 
 pub mod format;
 mod prealloc;
+mod reclaim;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -325,10 +327,13 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
     for (n, &seg) in segments.iter().enumerate() {
         let path = format::segment_path(dir, seg);
         let last = n + 1 == segments.len();
-        // A segment wholly below the purge point is left over from an interrupted purge.
+        // A segment wholly below the purge point is left over from a purge whose
+        // reclaimer had not deleted it yet (or may be deleting it right now).
         if !last && segments[n + 1] <= first_kept {
-            std::fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
-            continue;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(LogError::io(&path, e)),
+                _ => continue,
+            }
         }
         let bytes = std::fs::read(&path).map_err(|e| LogError::io(&path, e))?;
         let (records, end) = format::scan(&bytes, last).map_err(|c| LogError::Corrupt {

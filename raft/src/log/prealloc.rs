@@ -1,7 +1,8 @@
 //! Preallocated segment files (see [`super::format`]): every new segment starts as
 //! [`SEGMENT_TARGET_BYTES`] of zeros, written and synced, so syncing an append only
 //! flushes data. The next segment's file (the spare) is prepared on a background
-//! thread once the current one is half full, so rolling over does not stall appends.
+//! thread once the current one is half full; a rollover that finds no spare ready
+//! starts a plain growing segment instead of waiting, so appends never stall on zeros.
 //!
 //! Invariant: the spare file exists under its final name only once it is entirely
 //! zeros and durable; the temporary name holds a spare in preparation and is
@@ -33,6 +34,9 @@ enum Spare {
 pub(crate) struct Preallocator {
     dir: PathBuf,
     spare: Spare,
+    /// No segment was created yet: the first one (a new log's, at startup) waits for
+    /// the spare that `new` started preparing.
+    first: bool,
 }
 
 impl Preallocator {
@@ -41,7 +45,7 @@ impl Preallocator {
     pub(crate) fn new(dir: &Path) -> Preallocator {
         let _ = std::fs::remove_file(dir.join(SPARE_TMP));
         let spare = if dir.join(SPARE).is_file() { Spare::Ready } else { Spare::None };
-        let mut p = Preallocator { dir: dir.to_path_buf(), spare };
+        let mut p = Preallocator { dir: dir.to_path_buf(), spare, first: true };
         p.prepare_spare();
         p
     }
@@ -73,11 +77,23 @@ impl Preallocator {
     }
 
     /// Creates the segment file `path` (replacing any file there): the spare, renamed,
-    /// or zeros written now when there is none. The directory entry is durable.
+    /// when it is ready; otherwise an empty file that grows as it is written (appends
+    /// to it sync size and block map too, but never wait for zeros), and the next
+    /// spare is prepared meanwhile. The directory entry is durable.
+    ///
+    /// Under a bulk load a 16 MiB segment fills in a fraction of a second; waiting
+    /// here for its zeros made every write wait behind 16 MiB of disk writes. Only
+    /// the first segment created after opening (a new log's first, at startup) waits
+    /// for the spare that opening started.
     pub(crate) fn create_segment(&mut self, path: &Path) -> io::Result<File> {
+        let first = std::mem::take(&mut self.first);
         let ready = match std::mem::replace(&mut self.spare, Spare::None) {
             Spare::Ready => true,
             Spare::None => false,
+            Spare::Preparing(handle) if !handle.is_finished() && !first => {
+                self.spare = Spare::Preparing(handle);
+                false
+            }
             Spare::Preparing(handle) => match handle.join() {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
@@ -92,10 +108,20 @@ impl Preallocator {
         };
         let renamed = ready && std::fs::rename(self.dir.join(SPARE), path).is_ok();
         if !renamed {
-            fill_with_zeros(path)?;
+            OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+            self.prepare_spare();
         }
         sync_dir(&self.dir)?;
         OpenOptions::new().read(true).write(true).open(path)
+    }
+
+    /// Waits until the spare in preparation (if any) is ready.
+    #[cfg(test)]
+    fn wait_for_spare(&mut self) {
+        if let Spare::Preparing(handle) = std::mem::replace(&mut self.spare, Spare::None) {
+            handle.join().expect("no panic").expect("spare written");
+            self.spare = Spare::Ready;
+        }
     }
 }
 
@@ -122,23 +148,28 @@ mod tests {
     }
 
     #[test]
-    fn segments_are_zero_filled_with_or_without_a_spare() {
+    fn segments_are_zero_filled_spares_and_never_wait_for_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Preallocator::new(dir.path());
         assert!(!matches!(p.spare, Spare::None), "a new log prepares its first segment at once");
+        p.wait_for_spare();
         let first = dir.path().join("first");
         p.create_segment(&first).unwrap();
         assert!(zero_file(&first));
         let without_spare = dir.path().join("without-spare");
         p.create_segment(&without_spare).unwrap();
-        assert!(zero_file(&without_spare));
-        p.written_up_to(SEGMENT_TARGET_BYTES / 2 - 1);
-        assert!(matches!(p.spare, Spare::None), "prepared too early");
+        assert_eq!(std::fs::metadata(&without_spare).unwrap().len(), 0, "no spare: a plain growing file");
+        assert!(!matches!(p.spare, Spare::None), "and the next spare is on its way");
+        p.wait_for_spare();
         p.written_up_to(SEGMENT_TARGET_BYTES / 2);
         let second = dir.path().join("second");
         p.create_segment(&second).unwrap();
         assert!(zero_file(&second));
         assert!(!dir.path().join(SPARE).exists(), "the spare was used");
+        p.written_up_to(SEGMENT_TARGET_BYTES / 2 - 1);
+        assert!(matches!(p.spare, Spare::None), "prepared too early");
+        p.written_up_to(SEGMENT_TARGET_BYTES / 2);
+        assert!(!matches!(p.spare, Spare::None), "half full: the next spare is prepared");
     }
 
     #[test]
@@ -146,6 +177,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SPARE_TMP), b"partial").unwrap();
         let mut p = Preallocator::new(dir.path());
+        assert!(!dir.path().join(SPARE_TMP).exists() || !matches!(p.spare, Spare::None));
+        p.wait_for_spare();
         let seg = dir.path().join("seg");
         p.create_segment(&seg).unwrap();
         assert!(zero_file(&seg));

@@ -4,7 +4,8 @@
 //! written and then made durable with one `fdatasync` per touched segment (group
 //! commit) before any of their callbacks fire; a truncate, purge or vote is executed
 //! only after every earlier append is durable, and is itself durable before it is
-//! acknowledged.
+//! acknowledged (for a purge: its purge point; the segments below it are deleted
+//! afterwards by the reclaimer thread).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use super::format;
 use super::prealloc::Preallocator;
+use super::reclaim::Reclaimer;
 use super::Shared;
 
 /// Called once an append is durable (or failed).
@@ -37,6 +39,7 @@ pub(crate) struct Writer {
     files: BTreeMap<u64, File>,
     shared: Arc<Shared>,
     prealloc: Preallocator,
+    reclaimer: Reclaimer,
 }
 
 /// Writes `body` (framed) to `dir/name` atomically and durably.
@@ -57,7 +60,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Writer {
     pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>) -> Writer {
         let prealloc = Preallocator::new(&dir);
-        Writer { dir, files: BTreeMap::new(), shared, prealloc }
+        Writer { dir, files: BTreeMap::new(), shared, prealloc, reclaimer: Reclaimer::start() }
     }
 
     /// The open file of `segment`; `create`: a new segment, preallocated.
@@ -182,17 +185,14 @@ impl Writer {
                 let _ = done.send(res);
             }
             Command::Purge { body, remove, done } => {
-                let res = (|| {
-                    write_meta_file(&self.dir, super::PURGED_FILE, &body)?;
-                    for seg in &remove {
-                        self.files.remove(seg);
-                        remove_file_if_exists(&format::segment_path(&self.dir, *seg))?;
-                    }
-                    if !remove.is_empty() {
-                        sync_dir(&self.dir)?;
-                    }
-                    Ok(())
-                })();
+                // Durable once the purge point is; the segments below it are
+                // garbage from then on and go on the reclaimer thread.
+                let res = write_meta_file(&self.dir, super::PURGED_FILE, &body);
+                if res.is_ok() && !remove.is_empty() {
+                    let handles = remove.iter().filter_map(|seg| self.files.remove(seg)).collect();
+                    let paths = remove.iter().map(|seg| format::segment_path(&self.dir, *seg)).collect();
+                    self.reclaimer.delete(self.dir.clone(), paths, handles);
+                }
                 let _ = done.send(res);
             }
             Command::SaveVote { body, done } => {
