@@ -4,7 +4,8 @@
 //! The default is the "beyond etcd's recommended maximum" case: 10M keys of
 //! 2 KiB values, 20 GiB of incompressible data. Four phases run one after the other:
 //!
-//! 1. `load`: every key once, in txns of `--batch` puts from `--clients` clients;
+//! 1. `load`: every key once, in txns of `--batch` puts from `--clients` clients
+//!    (at most `--load-rate` keys per second when given);
 //! 2. `read`: random linearizable single-key gets over the whole keyspace;
 //! 3. `overwrite`: a fraction of the keys rewritten at random, so compaction has
 //!    history to discard;
@@ -64,6 +65,9 @@ pub struct DatasetArgs {
     /// Puts per load txn.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Keys per second the load phase writes at most (default: as fast as accepted).
+    #[arg(long)]
+    pub load_rate: Option<f64>,
     /// Concurrent clients of each phase.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -323,11 +327,24 @@ fn bar(total: u64, label: &str, quiet: bool) -> ProgressBar {
     b
 }
 
+/// One operation of a phase: sent no earlier than `not_before` (a rate limit).
+struct PhaseOp<Fut> {
+    not_before: Option<Instant>,
+    fut: Fut,
+}
+
+impl<Fut> PhaseOp<Fut> {
+    fn now(fut: Fut) -> PhaseOp<Fut> {
+        PhaseOp { not_before: None, fut }
+    }
+}
+
 /// Runs `clients` tasks; each calls `op(client)` until it returns `None`
-/// (no more work), recording every operation's latency in the phase's histogram.
+/// (no more work), recording every operation's latency (from when it is due) in
+/// the phase's histogram.
 async fn run_clients<F, Fut>(clients: usize, ops: &Arc<PhaseHistograms>, phase: usize, op: F) -> anyhow::Result<()>
 where
-    F: Fn(usize) -> Option<Fut> + Send + Sync + 'static,
+    F: Fn(usize) -> Option<PhaseOp<Fut>> + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
 {
     let op = Arc::new(op);
@@ -336,7 +353,10 @@ where
             let op = op.clone();
             let ops = ops.clone();
             tokio::spawn(async move {
-                while let Some(fut) = op(c) {
+                while let Some(PhaseOp { not_before, fut }) = op(c) {
+                    if let Some(due) = not_before {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let t = Instant::now();
                     let r = fut.await;
                     ops.record(phase, t.elapsed().as_micros() as u64, r);
@@ -460,23 +480,26 @@ async fn load(
     let bar = bar(args.keys, "load", args.quiet);
     let next = Arc::new(AtomicU64::new(0));
     let (pool, shared, batch, total, b) = (pool.clone(), shared.clone(), args.batch as u64, args.keys, bar.clone());
+    let (began, rate) = (Instant::now(), args.load_rate.filter(|r| *r > 0.0));
     run_clients(args.clients, ops, phase, move |c| {
         let start = next.fetch_add(batch, Ordering::Relaxed);
         if start >= total {
             return None;
         }
+        let not_before = rate.map(|r| began + Duration::from_secs_f64(start as f64 / r));
         let end = (start + batch).min(total);
         let success: Vec<_> = (start..end).map(|n| put_op(shared.spec.key(n), shared.values.value())).collect();
         let mut kv = pool.kv(c);
         let (shared, b) = (shared.clone(), b.clone());
-        Some(async move {
+        let fut = async move {
             kv.txn(TxnRequest { success, ..Default::default() }).await?;
             // Probes read below the lowest batch still in flight only approximately;
             // a missing key is still a timed read.
             shared.loaded.fetch_max(end, Ordering::Relaxed);
             b.inc(end - start);
             Ok(())
-        })
+        };
+        Some(PhaseOp { not_before, fut })
     })
     .await?;
     bar.finish_and_clear();
@@ -500,7 +523,9 @@ async fn read(
         }
         let mut kv = pool.kv(c);
         let key = shared.random_loaded_key();
-        Some(async move { kv.range(RangeRequest { key: key.into(), ..Default::default() }).await.map(|_| ()) })
+        Some(PhaseOp::now(
+            async move { kv.range(RangeRequest { key: key.into(), ..Default::default() }).await.map(|_| ()) },
+        ))
     })
     .await?;
     ticker.abort();
@@ -541,11 +566,11 @@ async fn overwrite(
         let success = keys.into_iter().map(|k| put_op(k, shared.values.value())).collect();
         let mut kv = pool.kv(c);
         let b = b.clone();
-        Some(async move {
+        Some(PhaseOp::now(async move {
             kv.txn(TxnRequest { success, ..Default::default() }).await?;
             b.inc(n);
             Ok(())
-        })
+        }))
     })
     .await?;
     bar.finish_and_clear();
@@ -578,13 +603,13 @@ async fn compact(
                 let mut kv = pool.kv(c);
                 let key = shared.random_loaded_key();
                 let value = shared.values.value();
-                Some(async move {
+                Some(PhaseOp::now(async move {
                     if c % 2 == 0 {
                         kv.range(RangeRequest { key: key.into(), ..Default::default() }).await.map(|_| ())
                     } else {
                         kv.put(PutRequest { key: key.into(), value, ..Default::default() }).await.map(|_| ())
                     }
-                })
+                }))
             })
             .await
         })

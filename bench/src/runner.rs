@@ -309,7 +309,7 @@ async fn run_watch(workload: Workload, opts: &RunOptions, pool: &Pool) -> anyhow
             *writer_errors.lock().await.entry(format!("{:?}: {}", e.code(), e.message())).or_default() += 1;
         }
         n += 1;
-        if n % (rate as u64).max(1) == 0 {
+        if n.is_multiple_of((rate as u64).max(1)) {
             bar.inc(1);
         }
     }

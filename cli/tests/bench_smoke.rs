@@ -100,6 +100,7 @@ fn dataset_smoke(spec: TargetSpec, label: &str) {
     let out = std::process::Command::new(strake_bin())
         .args(["bench", "dataset", "--endpoints", &endpoint, "--keys", "3000", "--val-size", "1024"])
         .args(["--batch", "50", "--clients", "4", "--conns", "2", "--read-duration", "1s", "--overwrite", "0.5"])
+        .args(["--load-rate", "20000"])
         .args(["--quiet", "--json"])
         .arg(&json)
         .output()
