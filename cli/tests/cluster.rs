@@ -281,7 +281,24 @@ fn membership_learner_catch_up_by_snapshot_promote_and_removals() {
     assert!(new.log_text().contains("installed a snapshot"), "the learner caught up by snapshot");
     assert_eq!(new.ctl(&["get", "k0399", "--consistency=s", "--print-value-only"]).trim(), "v");
     let id = new.id_hex();
-    let promoted = c.ctl(&["member", "promote", &id]);
+    // The learner has applied everything, but the leader learns how far it matched
+    // only from its next replication response: until then etcd's rule refuses the
+    // promotion ("in sync with leader"), and an operator retries.
+    let eps = c.endpoints();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let promoted = loop {
+        let out = common::etcdctl(&eps, &["member", "promote", &id]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            stderr.contains("can only promote a learner member which is in sync with leader")
+                && Instant::now() < deadline,
+            "promote failed: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(promoted.contains("promoted"), "{promoted}");
     c.members.push(new);
     let list = c.ctl(&["member", "list"]);

@@ -46,6 +46,11 @@ pub struct WatcherLog {
     pub errors: Vec<String>,
 }
 
+/// How long (in half-seconds without any message, after the run ended) a watcher
+/// waits for the final revision before it gives up; the checker then reports what
+/// never arrived.
+const GIVE_UP_AFTER_QUIET_HALF_SECONDS: u32 = 10;
+
 /// Streams `PREFIX` from revision 1 until `stop` is set and `until` (the final
 /// revision, once known) has been seen, switching members on errors.
 pub async fn watch(
@@ -89,11 +94,25 @@ pub async fn watch(
         };
         let mut stream = resp.into_inner();
         log.resumes.push((next_rev, None));
+        // Quiet half-seconds since the run ended: a server that lost the final
+        // revision's event would otherwise be waited for forever.
+        let mut quiet_after_stop = 0u32;
         loop {
             let msg = match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
                 Err(_) => {
                     if done(next_rev) {
                         return log;
+                    }
+                    if stop.load(Ordering::Relaxed) && until.load(Ordering::Relaxed) > 0 {
+                        quiet_after_stop += 1;
+                        if quiet_after_stop >= GIVE_UP_AFTER_QUIET_HALF_SECONDS {
+                            log.errors.push(format!(
+                                "no event for {} s after the run ended; revision {} never arrived",
+                                GIVE_UP_AFTER_QUIET_HALF_SECONDS / 2,
+                                until.load(Ordering::Relaxed)
+                            ));
+                            return log;
+                        }
                     }
                     continue;
                 }
@@ -104,6 +123,7 @@ pub async fn watch(
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(m))) => m,
             };
+            quiet_after_stop = 0;
             if msg.canceled {
                 log.errors.push(format!("canceled: {} (compact revision {})", msg.cancel_reason, msg.compact_revision));
                 break;
