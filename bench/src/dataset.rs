@@ -435,9 +435,14 @@ async fn run_phases(
         shared.phase.store(phase, Ordering::Relaxed);
         let started = Instant::now();
         match *name {
-            "load" => load(args, &pool, &shared, &ops, phase).await?,
+            "load" => {
+                put_batches(args, &pool, &shared, &ops, phase, args.keys, PutKeys::Sequential, args.load_rate).await?
+            }
             "read" => read(args, &pool, &shared, &ops, phase).await?,
-            "overwrite" => overwrite(args, &pool, &shared, &ops, phase).await?,
+            "overwrite" => {
+                let total = (args.keys as f64 * args.overwrite.clamp(0.0, 1.0)) as u64;
+                put_batches(args, &pool, &shared, &ops, phase, total, PutKeys::Random, None).await?
+            }
             _ => compact(args, &pool, &shared, &ops, phase).await?,
         }
         let elapsed = started.elapsed();
@@ -470,17 +475,32 @@ async fn run_phases(
     })
 }
 
-async fn load(
+/// Which keys a batch of puts writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutKeys {
+    /// Keys `start..end` of the dataset, in order (the load).
+    Sequential,
+    /// As many random loaded keys, each at most once per txn (the overwrite).
+    Random,
+}
+
+/// Writes `total` keys in txns of `--batch` puts from `--clients` clients, at most
+/// `rate` keys per second when given.
+#[allow(clippy::too_many_arguments)]
+async fn put_batches(
     args: &DatasetArgs,
     pool: &Pool,
     shared: &Arc<Shared>,
     ops: &Arc<PhaseHistograms>,
     phase: usize,
+    total: u64,
+    keys: PutKeys,
+    rate: Option<f64>,
 ) -> anyhow::Result<()> {
-    let bar = bar(args.keys, "load", args.quiet);
+    let bar = bar(total, PHASES[phase], args.quiet);
     let next = Arc::new(AtomicU64::new(0));
-    let (pool, shared, batch, total, b) = (pool.clone(), shared.clone(), args.batch as u64, args.keys, bar.clone());
-    let (began, rate) = (Instant::now(), args.load_rate.filter(|r| *r > 0.0));
+    let (pool, shared, batch, b) = (pool.clone(), shared.clone(), args.batch as u64, bar.clone());
+    let (began, rate) = (Instant::now(), rate.filter(|r| *r > 0.0));
     run_clients(args.clients, ops, phase, move |c| {
         let start = next.fetch_add(batch, Ordering::Relaxed);
         if start >= total {
@@ -488,14 +508,26 @@ async fn load(
         }
         let not_before = rate.map(|r| began + Duration::from_secs_f64(start as f64 / r));
         let end = (start + batch).min(total);
-        let success: Vec<_> = (start..end).map(|n| put_op(shared.spec.key(n), shared.values.value())).collect();
+        let names: Vec<Vec<u8>> = match keys {
+            PutKeys::Sequential => (start..end).map(|n| shared.spec.key(n)).collect(),
+            PutKeys::Random => {
+                let mut names: Vec<_> = (start..end).map(|_| shared.random_loaded_key()).collect();
+                // A txn may not put one key twice.
+                names.sort();
+                names.dedup();
+                names
+            }
+        };
+        let success = names.into_iter().map(|k| put_op(k, shared.values.value())).collect();
         let mut kv = pool.kv(c);
         let (shared, b) = (shared.clone(), b.clone());
         let fut = async move {
             kv.txn(TxnRequest { success, ..Default::default() }).await?;
-            // Probes read below the lowest batch still in flight only approximately;
-            // a missing key is still a timed read.
-            shared.loaded.fetch_max(end, Ordering::Relaxed);
+            if keys == PutKeys::Sequential {
+                // Probes read below the lowest batch still in flight only
+                // approximately; a missing key is still a timed read.
+                shared.loaded.fetch_max(end, Ordering::Relaxed);
+            }
             b.inc(end - start);
             Ok(())
         };
@@ -540,41 +572,6 @@ fn tick_seconds(bar: ProgressBar) -> tokio::task::JoinHandle<()> {
             bar.inc(1);
         }
     })
-}
-
-async fn overwrite(
-    args: &DatasetArgs,
-    pool: &Pool,
-    shared: &Arc<Shared>,
-    ops: &Arc<PhaseHistograms>,
-    phase: usize,
-) -> anyhow::Result<()> {
-    let total = (args.keys as f64 * args.overwrite.clamp(0.0, 1.0)) as u64;
-    let bar = bar(total, "overwrite", args.quiet);
-    let next = Arc::new(AtomicU64::new(0));
-    let (pool, shared, batch, b) = (pool.clone(), shared.clone(), args.batch as u64, bar.clone());
-    run_clients(args.clients, ops, phase, move |c| {
-        let start = next.fetch_add(batch, Ordering::Relaxed);
-        if start >= total {
-            return None;
-        }
-        let n = (start + batch).min(total) - start;
-        let mut keys: Vec<_> = (0..n).map(|_| shared.random_loaded_key()).collect();
-        // A txn may not put one key twice.
-        keys.sort();
-        keys.dedup();
-        let success = keys.into_iter().map(|k| put_op(k, shared.values.value())).collect();
-        let mut kv = pool.kv(c);
-        let b = b.clone();
-        Some(PhaseOp::now(async move {
-            kv.txn(TxnRequest { success, ..Default::default() }).await?;
-            b.inc(n);
-            Ok(())
-        }))
-    })
-    .await?;
-    bar.finish_and_clear();
-    Ok(())
 }
 
 async fn compact(
