@@ -431,6 +431,7 @@ async fn run_phases(
     let ops = Arc::new(PhaseHistograms::new(PHASES.len()));
     let probes = spawn_probes(probe_pool, shared.clone(), args.probe_interval);
     let mut phases = Vec::new();
+    eprint!("{}", table_header());
     for (phase, name) in PHASES.iter().enumerate() {
         shared.phase.store(phase, Ordering::Relaxed);
         let started = Instant::now();
@@ -454,7 +455,7 @@ async fn run_phases(
             stalls: shared.stalls[phase].load(Ordering::Relaxed),
             data_bytes: server.map(|s| s.cluster.data_bytes(0)),
         };
-        eprintln!("{}", phase_line(&result));
+        eprint!("{}", table_row(&result));
         phases.push(result);
     }
     shared.stop_probes.store(true, Ordering::Relaxed);
@@ -619,29 +620,9 @@ async fn compact(
     Ok(())
 }
 
-fn phase_line(p: &PhaseResult) -> String {
+/// The table's header line.
+fn table_header() -> String {
     format!(
-        "{}: {:.1} s, {:.0} ops/s (p99 {:.1} ms, max {:.1} ms); probe read p99 {:.1} max {:.1} ms; probe write p99 {:.1} max {:.1} ms; stalls {}",
-        p.phase,
-        p.ops.seconds,
-        p.ops.ops_per_sec,
-        p.ops.p99_ms,
-        p.ops.max_ms,
-        p.probe_read.p99_ms,
-        p.probe_read.max_ms,
-        p.probe_write.p99_ms,
-        p.probe_write.max_ms,
-        p.stalls
-    )
-}
-
-/// A human table of the report.
-pub fn table(r: &DatasetReport) -> String {
-    let mut out = format!(
-        "{} — {} keys × ({} B key + {} B value); a stall is a probe over {} ms\n",
-        r.target, r.keys, r.key_size, r.val_size, r.stall_limit_ms
-    );
-    out.push_str(&format!(
         "{:<10} {:>8} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11} {:>7} {:>9}\n",
         "phase",
         "secs",
@@ -654,22 +635,36 @@ pub fn table(r: &DatasetReport) -> String {
         "wr max ms",
         "stalls",
         "data GiB"
-    ));
+    )
+}
+
+/// One phase as a table line (also printed as each phase ends).
+fn table_row(p: &PhaseResult) -> String {
+    format!(
+        "{:<10} {:>8.1} {:>10.0} {:>9.2} {:>9.1} {:>11.2} {:>11.1} {:>11.2} {:>11.1} {:>7} {:>9}\n",
+        p.phase,
+        p.ops.seconds,
+        p.ops.ops_per_sec,
+        p.ops.p99_ms,
+        p.ops.max_ms,
+        p.probe_read.p99_ms,
+        p.probe_read.max_ms,
+        p.probe_write.p99_ms,
+        p.probe_write.max_ms,
+        p.stalls,
+        p.data_bytes.map_or("-".to_string(), |b| format!("{:.2}", b as f64 / (1u64 << 30) as f64)),
+    )
+}
+
+/// A human table of the report.
+pub fn table(r: &DatasetReport) -> String {
+    let mut out = format!(
+        "{} — {} keys × ({} B key + {} B value); a stall is a probe over {} ms\n",
+        r.target, r.keys, r.key_size, r.val_size, r.stall_limit_ms
+    );
+    out.push_str(&table_header());
     for p in &r.phases {
-        out.push_str(&format!(
-            "{:<10} {:>8.1} {:>10.0} {:>9.2} {:>9.1} {:>11.2} {:>11.1} {:>11.2} {:>11.1} {:>7} {:>9}\n",
-            p.phase,
-            p.ops.seconds,
-            p.ops.ops_per_sec,
-            p.ops.p99_ms,
-            p.ops.max_ms,
-            p.probe_read.p99_ms,
-            p.probe_read.max_ms,
-            p.probe_write.p99_ms,
-            p.probe_write.max_ms,
-            p.stalls,
-            p.data_bytes.map_or("-".to_string(), |b| format!("{:.2}", b as f64 / (1u64 << 30) as f64)),
-        ));
+        out.push_str(&table_row(p));
     }
     if let Some(rss) = r.peak_rss_kib {
         out.push_str(&format!("peak RSS {:.0} MiB\n", rss as f64 / 1024.0));
