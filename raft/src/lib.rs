@@ -6,7 +6,7 @@
 //! ([`state_machine`]), the peer transport ([`transport`]), the lessor (lease
 //! deadlines, decided by the leader: [`lessor`]) and the node that ties them together
 //! ([`node`]): proposals (forwarded from followers), batched ReadIndex barriers,
-//! membership changes. openraft's tasks run on their own threads ([`core_runtime`]).
+//! membership changes, and the admission of bulk writes ([`admission`]). openraft's tasks run on their own threads ([`core_runtime`]).
 //!
 //! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
 //! truncations and purges are durable before they return; the store records each
@@ -14,6 +14,7 @@
 //! purged only behind a flushed store, so a crash replays exactly the missing suffix.
 //! It knows nothing of the etcd client API: the server crate speaks gRPC to clients.
 
+pub mod admission;
 pub mod codec;
 pub mod core_runtime;
 pub mod error;

@@ -16,6 +16,7 @@ use strake_proto::strakepb::{write_request, write_result, WriteBatch, WriteReque
 use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::admission::BulkAdmission;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
@@ -107,6 +108,8 @@ struct Shared {
     reads: mpsc::UnboundedSender<ReadWaiter>,
     follower_reads: mpsc::UnboundedSender<FollowerRead>,
     writes: mpsc::UnboundedSender<PendingWrite>,
+    /// Bulk writes wait here before they join `writes` (see [`crate::admission`]).
+    bulk: BulkAdmission,
     request_timeout: Duration,
     transferring: AtomicBool,
     snapshots: Arc<SnapshotDirs>,
@@ -182,6 +185,7 @@ impl RaftNode {
             reads: reads_tx,
             follower_reads: follower_reads_tx,
             writes: writes_tx,
+            bulk: BulkAdmission::default(),
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
             snapshots,
@@ -320,6 +324,7 @@ impl RaftNode {
             Some(write_request::Request::LeaseGrant(g)) => Some((g.id, g.ttl)),
             _ => None,
         };
+        let _admitted = self.shared.bulk.admit(req.encoded_len(), deadline).await?;
         let (done, wait) = oneshot::channel();
         self.shared.writes.send(PendingWrite { req, done }).map_err(|_| RaftError::Stopped)?;
         let result = match tokio::time::timeout_at(deadline, wait).await {
@@ -594,9 +599,9 @@ impl RaftNode {
             nodes.get(&target).cloned().ok_or_else(|| RaftError::Membership(messages::MEMBER_NOT_FOUND.into()))?;
         let timeout = self.shared.request_timeout;
         self.shared.transferring.store(true, Ordering::SeqCst);
-        let _ = self.shared.raft.runtime_config().heartbeat(false);
+        self.shared.raft.runtime_config().heartbeat(false);
         let asked = self.shared.peers.take_leadership(&node, timeout).await;
-        let _ = self.shared.raft.runtime_config().heartbeat(true);
+        self.shared.raft.runtime_config().heartbeat(true);
         self.shared.transferring.store(false, Ordering::SeqCst);
         asked?;
         let deadline = tokio::time::Instant::now() + timeout;
