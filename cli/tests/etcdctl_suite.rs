@@ -260,7 +260,7 @@ fn lock_and_election(m: &Target, dir: &std::path::Path) {
 }
 
 #[test]
-fn http_endpoints() {
+fn http_endpoints_and_wal_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Member::single(dir.path(), &[]);
     m.start();
@@ -275,4 +275,20 @@ fn http_endpoints() {
     let (_, metrics) = http_get(m.client_port, "/metrics").unwrap();
     assert!(metrics.contains("etcd_server_has_leader 1"), "{metrics}");
     assert!(metrics.contains("etcd_server_is_leader 1"));
+    // The log has synced at least the bootstrap entries.
+    let fsyncs = metric_value(&metrics, "etcd_disk_wal_fsync_duration_seconds_count");
+    assert!(fsyncs >= 1.0, "{metrics}");
+    assert!(metric_value(&metrics, "etcd_disk_wal_write_bytes_total") > 0.0, "{metrics}");
+    m.ctl(&["put", "metrics-key", "v"]);
+    let (_, after) = http_get(m.client_port, "/metrics").unwrap();
+    assert!(metric_value(&after, "etcd_disk_wal_fsync_duration_seconds_count") > fsyncs, "{after}");
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text exposition.
+fn metric_value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}"))
 }

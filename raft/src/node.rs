@@ -20,7 +20,7 @@ use crate::admission::BulkAdmission;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
-use crate::log::LogStore;
+use crate::log::{LogMetrics, LogStore};
 use crate::membership::{messages, MembershipChange, MembershipView, MAX_LEARNERS, PROMOTE_READY_RATIO};
 use crate::state_machine::{SnapshotDirs, StateMachine};
 use crate::transport::client::{PeerClients, PeerNetwork};
@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Members of a new cluster; `None` when joining an existing one or restarting.
     pub bootstrap: Option<BTreeMap<u64, MemberNode>>,
+    /// Where the log's writer records fsync times and bytes written.
+    pub log_metrics: LogMetrics,
 }
 
 /// A snapshot of the node's Raft state for status and headers.
@@ -133,7 +135,7 @@ impl RaftNode {
     /// Opens the log, wraps the store, starts openraft, and bootstraps a new cluster
     /// when `config.bootstrap` is given and this member has no state yet.
     pub async fn start(config: NodeConfig, store: Store) -> Result<RaftNode, StartError> {
-        let log = LogStore::open(&config.dir.join("wal"))?;
+        let log = LogStore::open_measured(&config.dir.join("wal"), config.log_metrics.clone())?;
         let snapshots =
             Arc::new(SnapshotDirs::new(config.dir.join("snap")).map_err(|e| {
                 StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display()))

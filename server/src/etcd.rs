@@ -163,6 +163,7 @@ impl EtcdServer {
         });
         let bootstrap = bootstrap.transpose()?;
         let election = Duration::from_millis(config.election_timeout);
+        let metrics = Metrics::new(ETCD_VERSION);
         let node_config = NodeConfig {
             id: identity_file.member_id,
             cluster_id: identity_file.cluster_id,
@@ -173,6 +174,7 @@ impl EtcdServer {
             snapshot_catchup_entries: config.experimental_snapshot_catchup_entries,
             request_timeout: Duration::from_secs(5) + 2 * election,
             bootstrap,
+            log_metrics: metrics.log.clone(),
         };
         let node = RaftNode::start(node_config, store.clone()).await?;
 
@@ -193,7 +195,7 @@ impl EtcdServer {
                 quota_bytes: config.quota_bytes(),
                 min_lease_ttl_seconds,
             },
-            metrics: Metrics::new(ETCD_VERSION),
+            metrics,
             progress_notify_interval: config.experimental_watch_progress_notify_interval,
         });
 

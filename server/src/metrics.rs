@@ -45,6 +45,9 @@ pub struct Metrics {
     pub term: IntGauge,
     /// etcd_server_quota_backend_bytes.
     pub quota_bytes: IntGauge,
+    /// etcd_disk_wal_fsync_duration_seconds and etcd_disk_wal_write_bytes_total,
+    /// recorded by the Raft log's writer thread.
+    pub log: strake_raft::log::LogMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -129,6 +132,11 @@ impl Metrics {
             applied_index: gauge(&r, "etcd_server_apply_index", "The current apply index."),
             term: gauge(&r, "etcd_server_term", "The current term."),
             quota_bytes: gauge(&r, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes."),
+            log: {
+                let log = strake_raft::log::LogMetrics::default();
+                log.register(&r).expect("unique metric");
+                log
+            },
             registry: r,
         }
     }

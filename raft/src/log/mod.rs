@@ -4,6 +4,7 @@
 //! * [`writer`]: the thread that performs every file write, in order.
 //! * [`prealloc`]: zero-filled segment files, the next one prepared in the background.
 //! * [`reclaim`]: deleting purged segments on a background thread.
+//! * [`metrics`]: fsync times and bytes written, under etcd's metric names.
 //! * this module: [`LogStore`], openraft's `RaftLogStorage`, and its reader.
 //!
 //! Durability contract with openraft: `append` returns at once and calls the
@@ -12,6 +13,7 @@
 //! returns (from memory), so the leader can replicate while its own fsync runs.
 
 pub mod format;
+pub mod metrics;
 mod prealloc;
 mod reclaim;
 mod writer;
@@ -32,6 +34,7 @@ use parking_lot::Mutex;
 use crate::codec;
 use crate::error::LogError;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+pub use metrics::LogMetrics;
 pub use writer::FlushCallback;
 use writer::{Command, Writer};
 
@@ -190,13 +193,18 @@ impl LogStore {
     /// Opens the log in `dir`, recovering from a torn tail. Refuses to open a log with
     /// any other damage, naming the file and offset.
     pub fn open(dir: &Path) -> Result<LogStore, LogError> {
+        LogStore::open_measured(dir, LogMetrics::default())
+    }
+
+    /// [`LogStore::open`], with the writer thread recording into `metrics`.
+    pub fn open_measured(dir: &Path, metrics: LogMetrics) -> Result<LogStore, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         let vote = read_meta::<Vote>(dir, VOTE_FILE)?;
         let last_purged = read_meta::<LogId>(dir, PURGED_FILE)?;
         let index = load_segments(dir, vote, last_purged)?;
         let shared = Arc::new(Shared { dir: dir.to_path_buf(), index: Mutex::new(index) });
         let (tx, rx) = std::sync::mpsc::channel();
-        let writer = Writer::new(dir.to_path_buf(), shared.clone());
+        let writer = Writer::new(dir.to_path_buf(), shared.clone(), metrics);
         std::thread::Builder::new()
             .name("strake-raft-log".into())
             .spawn(move || writer.run(rx))

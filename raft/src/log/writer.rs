@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format;
+use super::metrics::LogMetrics;
 use super::prealloc::Preallocator;
 use super::reclaim::Reclaimer;
 use super::Shared;
@@ -40,6 +41,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     prealloc: Preallocator,
     reclaimer: Reclaimer,
+    metrics: LogMetrics,
 }
 
 /// Writes `body` (framed) to `dir/name` atomically and durably.
@@ -58,9 +60,9 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Writer {
-    pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>) -> Writer {
+    pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>, metrics: LogMetrics) -> Writer {
         let prealloc = Preallocator::new(&dir);
-        Writer { dir, files: BTreeMap::new(), shared, prealloc, reclaimer: Reclaimer::start() }
+        Writer { dir, files: BTreeMap::new(), shared, prealloc, reclaimer: Reclaimer::start(), metrics }
     }
 
     /// The open file of `segment`; `create`: a new segment, preallocated.
@@ -118,6 +120,7 @@ impl Writer {
                             callback(Err(e));
                         } else {
                             self.prealloc.written_up_to(offset + bytes.len() as u64);
+                            self.metrics.write_bytes.inc_by(bytes.len() as u64);
                             if !touched.contains(&segment) {
                                 touched.push(segment);
                             }
@@ -149,6 +152,7 @@ impl Writer {
             return;
         }
         let mut result = Ok(());
+        let started = std::time::Instant::now();
         for seg in touched.drain(..) {
             if let Some(f) = self.files.get(&seg) {
                 if let Err(e) = f.sync_data() {
@@ -156,6 +160,7 @@ impl Writer {
                 }
             }
         }
+        self.metrics.fsync_duration.observe(started.elapsed().as_secs_f64());
         let last = pending.last().map(|(_, i)| *i).unwrap_or(0);
         if result.is_ok() {
             self.shared.mark_durable(last);
