@@ -392,6 +392,16 @@ impl Member {
         let out = self.ctl(&["endpoint", "hashkv", "--rev", &rev.to_string(), "-w", "json"]);
         json(&out)[0]["HashKV"]["hash"].as_u64().unwrap()
     }
+
+    /// [`Member::hash_kv`], or `None` while the member has not applied `rev` yet (etcd
+    /// refuses a future revision) or cannot answer.
+    pub fn try_hash_kv(&self, rev: i64) -> Option<u64> {
+        let out = self.etcdctl(&["endpoint", "hashkv", "--rev", &rev.to_string(), "-w", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        json(&String::from_utf8_lossy(&out.stdout))[0]["HashKV"]["hash"].as_u64()
+    }
 }
 
 /// A cluster whose peer links go through fault-injecting proxies.
