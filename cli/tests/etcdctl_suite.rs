@@ -171,10 +171,16 @@ fn maintenance_commands(m: &Target, dir: &std::path::Path) {
     assert!(health.status.success());
     // etcdctl 3.4 prints the health line on stderr.
     assert!(String::from_utf8_lossy(&health.stderr).contains("is healthy"), "{health:?}");
+    // HashKV hashes what the first endpoint has applied; a follower may
+    // still be applying the last put. A linearizable read through that
+    // endpoint waits until it has, so the hashes below see every write.
+    let first = Target { endpoints: vec![m.endpoints[0].clone()], members: vec![] };
+    first.ctl(&["get", "k"]);
     let h1 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
     let h2 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
     assert_eq!(h1[0]["HashKV"]["hash"], h2[0]["HashKV"]["hash"]);
     m.ctl(&["put", "k", "v2"]);
+    first.ctl(&["get", "k"]);
     let h3 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
     assert_ne!(h1[0]["HashKV"]["hash"], h3[0]["HashKV"]["hash"]);
     let members = m.ctl(&["member", "list"]);
@@ -183,8 +189,7 @@ fn maintenance_commands(m: &Target, dir: &std::path::Path) {
     }
     // etcdctl takes a snapshot from exactly one endpoint.
     let snap = dir.join("snap.db");
-    let one = Target { endpoints: vec![m.endpoints[0].clone()], members: vec![] };
-    assert!(one.ctl(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
+    assert!(first.ctl(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
     let bytes = std::fs::read(&snap).unwrap();
     assert!(bytes.len() > 1000);
     let (body, trailer) = bytes.split_at(bytes.len() - 32);
