@@ -183,6 +183,15 @@ fn maintenance_commands(m: &Target, dir: &std::path::Path) {
     first.ctl(&["get", "k"]);
     let h3 = json(&m.ctl(&["endpoint", "hashkv", "-w", "json"]));
     assert_ne!(h1[0]["HashKV"]["hash"], h3[0]["HashKV"]["hash"]);
+    // etcdctl 3.4 dials `endpoint status`/`hashkv` to a URL endpoint with the URL
+    // itself as the HTTP/2 :authority; etcd accepts that, and so must strake.
+    let urls = Target { endpoints: m.endpoints.iter().map(|e| format!("http://{e}")).collect(), members: vec![] };
+    let status = json(&urls.ctl(&["endpoint", "status", "-w", "json"]));
+    assert_eq!(status.as_array().unwrap().len(), m.endpoints.len(), "{status}");
+    let hashes = json(&urls.ctl(&["endpoint", "hashkv", "-w", "json"]));
+    assert_eq!(hashes[0]["HashKV"]["hash"], h3[0]["HashKV"]["hash"]);
+    let cluster = m.ctl(&["endpoint", "status", "--cluster"]);
+    assert_eq!(cluster.lines().count(), m.endpoints.len(), "{cluster}");
     let members = m.ctl(&["member", "list"]);
     for (name, peer, client) in &m.members {
         assert!(members.contains(&format!("started, {name}, {peer}, {client}, false")), "{members}");

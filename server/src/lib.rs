@@ -9,6 +9,7 @@
 //! [`errors`].
 
 pub mod auth;
+pub mod authority;
 pub mod auto_compact;
 pub mod cluster;
 pub mod coalesce;

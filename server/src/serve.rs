@@ -8,6 +8,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::authority::AuthorityFix;
 use crate::coalesce::CoalescingStream;
 
 /// Serves `router` on `listener` until `shutdown` resolves.
@@ -38,7 +39,10 @@ pub async fn serve(listener: TcpListener, router: axum::Router, mut shutdown: to
                 .max_concurrent_streams(Some(u32::MAX))
                 .keep_alive_interval(Some(Duration::from_secs(20)))
                 .keep_alive_timeout(Duration::from_secs(20));
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(CoalescingStream::new(stream)), service);
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(CoalescingStream::new(AuthorityFix::new(stream))),
+                service,
+            );
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
