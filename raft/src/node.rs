@@ -156,7 +156,10 @@ impl RaftNode {
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
         let peers = PeerClients::default();
-        let network = PeerNetwork { clients: peers.clone() };
+        // Replication gets channels of its own: created by openraft's tasks, their
+        // connection tasks run on the core threads too, with no hop to the
+        // server's runtime for each AppendEntries.
+        let network = PeerNetwork { clients: PeerClients::default() };
         let core = CoreRuntime::start().map_err(|e| StartError::Raft(format!("cannot start raft threads: {e}")))?;
         let id = config.id;
         let raft = core
@@ -200,6 +203,16 @@ impl RaftNode {
         tokio::spawn(node.clone().run_leadership_watch());
         tokio::spawn(node.clone().run_lease_expiry());
         Ok(node)
+    }
+
+    /// Runs `future` on the threads of openraft's core (see [`CoreRuntime`]): the
+    /// peer protocol is served there, so an AppendEntries reaches the core without a
+    /// hop between runtimes.
+    pub fn spawn_on_core<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shared.core.spawn(future);
     }
 
     /// This member's ID.

@@ -230,7 +230,15 @@ impl EtcdServer {
             let listener =
                 TcpListener::bind(&addr).await.map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
             tracing::info!(%url, "serving peer traffic");
-            tokio::spawn(serve::serve(listener, peer_router.clone(), shutdown_rx.clone()));
+            // Moved to the core threads' reactor (see `RaftNode::spawn_on_core`).
+            let listener = listener.into_std().map_err(|source| EtcdError::Listen { addr: addr.clone(), source })?;
+            let (router, shutdown) = (peer_router.clone(), shutdown_rx.clone());
+            node.spawn_on_core(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve::serve(listener, router, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve peer traffic"),
+                }
+            });
         }
         // Like etcd, serve clients only once this member's name and client URLs are
         // part of the membership (which needs a leader and a quorum).
