@@ -531,9 +531,11 @@ impl RaftNode {
         }
     }
 
-    /// Keeps the lessor's primary state in step with leadership.
+    /// Keeps the lessor's primary state in step with leadership. Watches the server
+    /// metrics (state, leader, membership), not the full metrics, which change with
+    /// every write and would wake this task (on another runtime) each time.
     async fn run_leadership_watch(self) {
-        let mut metrics = self.shared.raft.metrics();
+        let mut metrics = self.shared.raft.server_metrics();
         let mut was_leader = false;
         loop {
             let is_leader = metrics.borrow().state == ServerState::Leader;
