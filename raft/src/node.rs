@@ -20,7 +20,7 @@ use crate::admission::BulkAdmission;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
-use crate::log::{LogMetrics, LogStore};
+use crate::log::{LogMetrics, LogProgress, LogStore};
 use crate::membership::{messages, MembershipChange, MembershipView, MAX_LEARNERS, PROMOTE_READY_RATIO};
 use crate::state_machine::{SnapshotDirs, StateMachine};
 use crate::transport::client::{PeerClients, PeerNetwork};
@@ -91,10 +91,9 @@ struct PendingWrite {
     done: oneshot::Sender<Result<write_result::Result, RaftError>>,
 }
 
-/// Batches proposed concurrently. openraft 0.9 appends (and fsyncs) one entry at a
-/// time, so a second batch in flight is enough to keep the log busy while the next
-/// one fills up.
-pub const BATCHES_IN_FLIGHT: usize = 2;
+/// Most batches proposed and not yet applied (a bound on memory; the pacing is
+/// done by durability, see [`RaftNode::run_write_batches`]).
+pub const MAX_UNAPPLIED_BATCHES: usize = 4;
 /// Most writes in one log entry.
 pub const MAX_BATCH_WRITES: usize = 1024;
 /// Most bytes of writes in one log entry (a single larger write still goes alone).
@@ -115,6 +114,8 @@ struct Shared {
     request_timeout: Duration,
     transferring: AtomicBool,
     snapshots: Arc<SnapshotDirs>,
+    /// How far the log is appended and durable (paces the write batches).
+    log_progress: LogProgress,
     /// Where openraft's tasks run.
     core: CoreRuntime,
 }
@@ -136,6 +137,7 @@ impl RaftNode {
     /// when `config.bootstrap` is given and this member has no state yet.
     pub async fn start(config: NodeConfig, store: Store) -> Result<RaftNode, StartError> {
         let log = LogStore::open_measured(&config.dir.join("wal"), config.log_metrics.clone())?;
+        let log_progress = log.progress();
         let snapshots =
             Arc::new(SnapshotDirs::new(config.dir.join("snap")).map_err(|e| {
                 StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display()))
@@ -194,6 +196,7 @@ impl RaftNode {
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
             snapshots,
+            log_progress,
             core,
         });
         let node = RaftNode { shared };
@@ -353,11 +356,24 @@ impl RaftNode {
         Ok(result)
     }
 
-    /// Gathers queued writes into batches, one log entry each, with at most
-    /// [`BATCHES_IN_FLIGHT`] proposed at once.
+    /// Gathers queued writes into batches, one log entry each. A batch is proposed
+    /// once the previous batch's entry is durable (or that batch has finished, e.g.
+    /// failed): openraft 0.9 appends and fsyncs one entry at a time, so a batch
+    /// proposed earlier would only wait in openraft's queue, small; proposed as the
+    /// log finishes the previous fsync, it carries every write that arrived during
+    /// it. At most [`MAX_UNAPPLIED_BATCHES`] are proposed and not yet applied.
     async fn run_write_batches(self, mut rx: mpsc::UnboundedReceiver<PendingWrite>) {
-        let permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_UNAPPLIED_BATCHES));
+        let mut progress = self.shared.log_progress.clone();
+        // The log's last index before the previous batch was proposed, and its end.
+        let mut previous: Option<(u64, oneshot::Receiver<()>)> = None;
         while let Some(first) = rx.recv().await {
+            if let Some((before, mut finished)) = previous.take() {
+                tokio::select! {
+                    _ = progress.wait_durable_beyond(before) => {}
+                    _ = &mut finished => {}
+                }
+            }
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             let mut bytes = first.req.encoded_len();
             let mut batch = vec![first];
@@ -371,11 +387,14 @@ impl RaftNode {
                 }
             }
             let raft = self.shared.raft.clone();
+            let (finished_tx, finished_rx) = oneshot::channel();
+            previous = Some((progress.last_appended(), finished_rx));
             tokio::spawn(async move {
                 let (requests, waiters): (Vec<WriteRequest>, Vec<_>) =
                     batch.into_iter().map(|w| (w.req, w.done)).unzip();
                 let outcome = raft.client_write(Proposal(WriteBatch { requests })).await;
                 drop(permit);
+                let _ = finished_tx.send(());
                 match outcome {
                     Ok(resp) => {
                         let mut results = resp.data.0.results.into_iter();

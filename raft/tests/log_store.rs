@@ -229,3 +229,30 @@ fn segments_are_preallocated_and_a_torn_record_in_that_space_is_zeroed() {
     let got: Vec<u64> = indexes(&mut log, &rt).into_iter().map(|(_, i)| i).collect();
     assert_eq!(got, (0..15).collect::<Vec<_>>());
 }
+
+#[test]
+fn progress_reports_appends_at_once_and_durability_after_the_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let log = LogStore::open(dir.path()).unwrap();
+    let mut progress = log.progress();
+    assert_eq!(progress.last_appended(), 0);
+    append(&log, vec![entry(1, 1, 10)]);
+    assert_eq!(progress.last_appended(), 1);
+    // Durable beyond 0: resolves at once; beyond 1: only once entry 2 is synced.
+    rt.block_on(progress.wait_durable_beyond(0));
+    let (tx, rx) = mpsc::channel();
+    log.append_with(vec![entry(1, 2, 10)], Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    assert_eq!(progress.last_appended(), 2, "an append counts before its fsync");
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), progress.wait_durable_beyond(1))
+            .await
+            .expect("entry 2 becomes durable")
+    });
+    rx.recv().unwrap().unwrap();
+    assert_eq!(log.durable_index(), 2);
+    let waiting = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_millis(100), progress.wait_durable_beyond(2)).await
+    });
+    assert!(waiting.is_err(), "nothing beyond entry 2 is durable");
+}

@@ -82,12 +82,15 @@ struct Index {
 pub(crate) struct Shared {
     dir: PathBuf,
     index: Mutex<Index>,
+    /// `Index::durable`, for tasks that wait for it to move.
+    durable_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
     pub(crate) fn mark_durable(&self, upto: u64) {
         let mut ix = self.index.lock();
         ix.durable = ix.durable.max(upto);
+        self.durable_tx.send_replace(ix.durable);
         evict(&mut ix);
     }
 
@@ -202,7 +205,8 @@ impl LogStore {
         let vote = read_meta::<Vote>(dir, VOTE_FILE)?;
         let last_purged = read_meta::<LogId>(dir, PURGED_FILE)?;
         let index = load_segments(dir, vote, last_purged)?;
-        let shared = Arc::new(Shared { dir: dir.to_path_buf(), index: Mutex::new(index) });
+        let (durable_tx, _) = tokio::sync::watch::channel(index.durable);
+        let shared = Arc::new(Shared { dir: dir.to_path_buf(), index: Mutex::new(index), durable_tx });
         let (tx, rx) = std::sync::mpsc::channel();
         let writer = Writer::new(dir.to_path_buf(), shared.clone(), metrics);
         std::thread::Builder::new()
@@ -286,6 +290,33 @@ impl LogStore {
     /// The index of the last entry known to be durable.
     pub fn durable_index(&self) -> u64 {
         self.shared.index.lock().durable
+    }
+
+    /// A handle that follows the log's appends and fsyncs (usable after the store
+    /// has moved into openraft).
+    pub fn progress(&self) -> LogProgress {
+        LogProgress { shared: self.shared.clone(), durable: self.shared.durable_tx.subscribe() }
+    }
+}
+
+/// Follows how far the log is appended and how far it is durable. Cheap to clone.
+#[derive(Clone)]
+pub struct LogProgress {
+    shared: Arc<Shared>,
+    durable: tokio::sync::watch::Receiver<u64>,
+}
+
+impl LogProgress {
+    /// The index of the last entry appended (durable or not).
+    pub fn last_appended(&self) -> u64 {
+        let ix = self.shared.index.lock();
+        ix.slots.back().map_or_else(|| ix.last_purged.map_or(0, |l| l.index), |s| s.log_id.index)
+    }
+
+    /// Waits until an entry after `index` is durable.
+    pub async fn wait_durable_beyond(&mut self, index: u64) {
+        // An error means the log is gone: nothing will become durable, stop waiting.
+        let _ = self.durable.wait_for(|d| *d > index).await;
     }
 }
 
@@ -530,6 +561,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ix.tail_segment = segment;
             ix.tail_offset = offset;
             ix.durable = ix.durable.min(log_id.index.saturating_sub(1));
+            self.shared.durable_tx.send_replace(ix.durable);
             (segment, offset, remove)
         };
         self.call(|done| Command::Truncate { segment, offset, remove, done })
