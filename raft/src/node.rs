@@ -161,7 +161,7 @@ impl RaftNode {
         // Replication gets channels of its own: created by openraft's tasks, their
         // connection tasks run on the core threads too, with no hop to the
         // server's runtime for each AppendEntries.
-        let network = PeerNetwork { clients: PeerClients::default() };
+        let network = PeerNetwork { id: config.id, clients: PeerClients::default() };
         let core = CoreRuntime::start().map_err(|e| StartError::Raft(format!("cannot start raft threads: {e}")))?;
         let id = config.id;
         let raft = core

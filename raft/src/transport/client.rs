@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError as OpenRaftError, RemoteError, ReplicationClosed, StreamingError,
+    Fatal, NetworkError, RPCError, RaftError as OpenRaftError, RemoteError, ReplicationClosed, StreamingError, Timeout,
     Unreachable,
 };
+use openraft::network::RPCTypes;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{OptionalSend, Snapshot};
@@ -188,12 +189,15 @@ impl PeerClients {
 /// openraft's network factory over [`PeerClients`].
 #[derive(Clone, Debug, Default)]
 pub struct PeerNetwork {
+    /// This member's ID.
+    pub id: u64,
     /// The shared channels.
     pub clients: PeerClients,
 }
 
 /// A connection to one peer, as openraft uses it.
 pub struct PeerConnection {
+    id: u64,
     target: u64,
     node: MemberNode,
     clients: PeerClients,
@@ -203,18 +207,46 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
-        PeerConnection { target, node: node.clone(), clients: self.clients.clone() }
+        PeerConnection { id: self.id, target, node: node.clone(), clients: self.clients.clone() }
     }
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, MemberNode, OpenRaftError<u64, E>>>;
 
-fn transport_error<E: std::error::Error>(s: tonic::Status) -> RPCError<u64, MemberNode, OpenRaftError<u64, E>> {
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            RPCError::Unreachable(Unreachable::new(&s))
+/// Whether a peer call failed because its deadline passed (tonic reports its own
+/// timer as `Cancelled`, with a [`tonic::TimeoutExpired`] in the error's sources).
+fn timed_out(s: &tonic::Status) -> bool {
+    if s.code() == tonic::Code::DeadlineExceeded {
+        return true;
+    }
+    let mut cause = std::error::Error::source(s);
+    while let Some(e) = cause {
+        if e.downcast_ref::<tonic::TimeoutExpired>().is_some() {
+            return s.code() == tonic::Code::Cancelled;
         }
-        _ => RPCError::Network(NetworkError::new(&s)),
+        cause = e.source();
+    }
+    false
+}
+
+impl PeerConnection {
+    /// Maps a failed peer call for openraft. A passed deadline is a `Timeout`, which
+    /// openraft retries at once; `Unreachable` makes its replication back off for
+    /// 500 ms. An AppendEntries slower than one heartbeat interval (likely on two
+    /// busy cores) was reported as unreachable, and commits stalled for 0.6–2 s.
+    fn transport_error<E: std::error::Error>(
+        &self,
+        s: tonic::Status,
+        action: RPCTypes,
+        timeout: Duration,
+    ) -> RPCError<u64, MemberNode, OpenRaftError<u64, E>> {
+        if timed_out(&s) {
+            return RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout });
+        }
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&s)),
+            _ => RPCError::Network(NetworkError::new(&s)),
+        }
     }
 }
 
@@ -253,7 +285,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             entries,
         });
         request.set_timeout(option.hard_ttl());
-        let resp = client.append_entries(request).await.map_err(transport_error)?;
+        let resp = client
+            .append_entries(request)
+            .await
+            .map_err(|s| self.transport_error(s, RPCTypes::AppendEntries, option.hard_ttl()))?;
         let result: Result<AppendEntriesResponse<u64>, OpenRaftError<u64>> = decode_json(&resp.into_inner().json)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -263,7 +298,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut request =
             tonic::Request::new(JsonMessage { json: serde_json::to_vec(&rpc).expect("serialise").into() });
         request.set_timeout(option.hard_ttl());
-        let resp = client.vote(request).await.map_err(transport_error)?;
+        let resp =
+            client.vote(request).await.map_err(|s| self.transport_error(s, RPCTypes::Vote, option.hard_ttl()))?;
         let result: Result<VoteResponse<u64>, OpenRaftError<u64>> = decode_json(&resp.into_inner().json)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -306,12 +342,46 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .await
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let resp = resp.map_err(|s| match transport_error::<openraft::error::Infallible>(s) {
-            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-            other => StreamingError::Network(NetworkError::new(&other)),
+        let ttl = option.hard_ttl();
+        let resp = resp.map_err(|s| {
+            match self.transport_error::<openraft::error::Infallible>(s, RPCTypes::InstallSnapshot, ttl) {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                other => StreamingError::Network(NetworkError::new(&other)),
+            }
         })?;
         let result: Result<SnapshotResponse<u64>, Fatal<u64>> = serde_json::from_slice(&resp.into_inner().json)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_timeouts_and_refused_connections_are_not() {
+        let tonic_timer = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(tonic_timer.code(), tonic::Code::Cancelled);
+        assert!(timed_out(&tonic_timer), "tonic's own request timeout");
+        assert!(timed_out(&tonic::Status::deadline_exceeded("deadline")));
+        assert!(!timed_out(&tonic::Status::cancelled("stream closed")));
+        assert!(!timed_out(&tonic::Status::unavailable("tcp connect error")));
+        let conn = PeerConnection {
+            id: 1,
+            target: 2,
+            node: MemberNode { name: "b".into(), peer_urls: vec![], client_urls: vec![] },
+            clients: PeerClients::default(),
+        };
+        let ttl = Duration::from_millis(100);
+        let e = conn.transport_error::<openraft::error::Infallible>(tonic_timer, RPCTypes::AppendEntries, ttl);
+        assert!(matches!(&e, RPCError::Timeout(t) if t.target == 2 && t.id == 1), "{e:?}");
+        let e = conn.transport_error::<openraft::error::Infallible>(
+            tonic::Status::unavailable("connection refused"),
+            RPCTypes::AppendEntries,
+            ttl,
+        );
+        assert!(matches!(e, RPCError::Unreachable(_)), "{e:?}");
     }
 }
