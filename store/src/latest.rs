@@ -2,7 +2,8 @@
 //! reads a key's previous version (for create revision, version, lease and the
 //! event's `prev_kv`) from memory instead of two RocksDB point reads.
 //!
-//! Only the apply path uses it, under the store's apply lock, and it is filled only
+//! The apply path uses it under the store's apply lock; single-key reads peek with
+//! `try_lock` (`View::with_latest`). It is filled only
 //! from batches RocksDB has accepted ([`LatestCache::absorb`]), so every entry is the
 //! key's newest version at the store's revision: writes are the only way a key's
 //! newest version changes. Compaction never removes a key's live version, and the

@@ -284,7 +284,8 @@ impl Store {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         txn::check_range(req)?;
         let (rev, current) = self.check_readable(req.revision)?;
-        let mut resp = range::evaluate(req, &View::new(&self.engine(), rev))?;
+        let engine = self.engine();
+        let mut resp = range::evaluate(req, &View::new(&engine, rev).with_latest(&self.inner.latest))?;
         // Compaction may have started during the read; versions below it could be gone.
         if rev < self.compact_revision() {
             return Err(StoreError::Compacted);

@@ -10,12 +10,14 @@
 //! newest version unless it is a tombstone, whose head goes in the same batch.
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use strake_proto::mvccpb::KeyValue;
 
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::keycodec;
+use crate::latest::LatestCache;
 use crate::revision::Revision;
 use crate::schema::{self, KvRecord, CF_HEAD, CF_KV};
 
@@ -57,12 +59,36 @@ pub enum Detail {
 pub struct View<'a> {
     engine: &'a Engine,
     rev: i64,
+    latest: Option<&'a Mutex<LatestCache>>,
 }
 
 impl<'a> View<'a> {
     /// A view at revision `rev` (the caller validated it against the retained history).
     pub fn new(engine: &'a Engine, rev: i64) -> View<'a> {
-        View { engine, rev }
+        View { engine, rev, latest: None }
+    }
+
+    /// Also answers single-key reads from the apply path's cache of newest versions
+    /// when it can: the cache is never locked for long here (a busy cache is skipped),
+    /// and its entry is used only when visible at the view's revision. That is exact:
+    /// the cache absorbs every write before its revision is published, so its entry
+    /// is the key's newest version at some revision at or after the view's; if that
+    /// version is not newer than the view, nothing newer exists up to the view's
+    /// revision. A deleted key (`None` in the cache) says nothing about when it was
+    /// deleted, so it falls back to RocksDB.
+    pub fn with_latest(mut self, latest: &'a Mutex<LatestCache>) -> View<'a> {
+        self.latest = Some(latest);
+        self
+    }
+
+    /// The key's newest version from the cache, if the cache is free, knows the key
+    /// alive, and that version is visible at the view's revision.
+    fn cached_newest(&self, key: &[u8]) -> Option<Version> {
+        let cache = self.latest?.try_lock()?;
+        match cache.get(key)? {
+            Some(v) if v.rev.main <= self.rev => Some(v),
+            _ => None,
+        }
     }
 
     /// The revision this view reads at.
@@ -76,6 +102,9 @@ impl<'a> View<'a> {
     /// at the view's revision, exactly that `kv` entry (found through the bloom
     /// filters, no iterator). Only a view older than the key's newest version seeks.
     pub fn version_of(&self, key: &[u8]) -> Result<Option<Version>> {
+        if let Some(v) = self.cached_newest(key) {
+            return Ok(Some(v));
+        }
         match self.version_from_head(key)? {
             HeadLookup::Found(v) => Ok(v),
             HeadLookup::MustSeek => self.seek_version_of(key),
