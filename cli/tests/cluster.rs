@@ -482,3 +482,49 @@ fn a_follower_paused_behind_100_mib_of_large_values_catches_up_from_the_log() {
     let hashes: Vec<u64> = c.members.iter().map(|m| m.hash_kv(last)).collect();
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {hashes:?}");
 }
+
+/// The leader replicates while its own log flush runs (strake's openraft patch), and
+/// still answers a write only once its own copy is durable. Member m1's disk is made
+/// slow (every log fsync takes 2 s longer) and m1 is made leader: a put through it
+/// is committed on the followers' copies and applied by a follower long before the
+/// 2 s are up, while the put itself returns only after them.
+#[test]
+fn a_leader_with_a_slow_disk_commits_on_its_followers_and_acknowledges_after_its_own_fsync() {
+    const DELAY_MS: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(dir.path(), 3, &FAST);
+    c.members[0].extra_args.push("--experimental-failpoints".into());
+    c.members[0].env.push(("FAILPOINTS".into(), format!("log-sync-delay=return({DELAY_MS})")));
+    c.start();
+    let leader = c.leader(Duration::from_secs(30));
+    if leader != 0 {
+        let out = c.members[leader].ctl(&["move-leader", &c.members[0].id_hex()]);
+        assert!(out.contains("Leadership transferred"), "{out}");
+    }
+    assert_eq!(c.leader(Duration::from_secs(30)), 0);
+
+    let slow_leader = c.members[0].endpoint();
+    let started = Instant::now();
+    let put = std::thread::spawn(move || {
+        let out = common::etcdctl(&[slow_leader], &["put", "slow", "v"]);
+        (out, started.elapsed())
+    });
+    let follower_saw_it = loop {
+        let got = c.members[1].ctl(&["get", "slow", "--consistency=s", "--print-value-only"]);
+        if got.trim() == "v" {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the follower never applied the put");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, acknowledged) = put.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        follower_saw_it < Duration::from_millis(DELAY_MS * 3 / 4),
+        "a follower applied the put only after {follower_saw_it:?}: replication waited for the leader's fsync"
+    );
+    assert!(
+        acknowledged >= Duration::from_millis(DELAY_MS),
+        "the put was acknowledged after {acknowledged:?}, before the leader's own fsync ({DELAY_MS} ms)"
+    );
+}

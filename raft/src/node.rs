@@ -142,7 +142,9 @@ impl RaftNode {
             Arc::new(SnapshotDirs::new(config.dir.join("snap")).map_err(|e| {
                 StartError::Config(format!("cannot prepare {}: {e}", config.dir.join("snap").display()))
             })?);
-        let sm = StateMachine::new(store.clone(), snapshots.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
+        let sm = StateMachine::new(store.clone(), snapshots.clone())
+            .map_err(|e| StartError::Raft(e.to_string()))?
+            .with_durable_log(log_progress.clone());
         let election_ms = config.election_timeout.as_millis() as u64;
         let raft_config = Config {
             cluster_name: format!("{:x}", config.cluster_id),

@@ -12,6 +12,7 @@ use strake_proto::strakepb::{WriteBatchResult, WriteResult};
 use strake_store::Store;
 
 use crate::codec;
+use crate::log::LogProgress;
 use crate::types::{
     Applied, CheckpointDir, Entry, LogId, MemberNode, SnapshotData, StorageError, StoredMembership, TypeConfig,
 };
@@ -25,6 +26,8 @@ pub struct StateMachine {
     membership: StoredMembership,
     membership_json: Vec<u8>,
     snapshots: Arc<SnapshotDirs>,
+    /// When set, entries are applied only once this member's log holds them durably.
+    durable_log: Option<LogProgress>,
 }
 
 /// Where snapshot checkpoints are made and received.
@@ -67,7 +70,17 @@ impl StateMachine {
             membership: position.membership,
             membership_json,
             snapshots,
+            durable_log: None,
         })
+    }
+
+    /// Applies an entry only once `log` reports it durable. The leader replicates and
+    /// may commit (on its followers' copies) before its own log flush completes; the
+    /// store must never get ahead of the local log, or a crash could leave it holding
+    /// entries the log lost.
+    pub fn with_durable_log(mut self, log: LogProgress) -> StateMachine {
+        self.durable_log = Some(log);
+        self
     }
 
     fn marker(&self, entry: &LogId, position: u32, length: u32) -> Vec<u8> {
@@ -184,6 +197,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let (Some(log), Some(last)) = (self.durable_log.as_mut(), entries.last()) {
+            log.wait_durable_beyond(last.log_id.index - 1).await;
+        }
         entries.into_iter().map(|e| self.apply_one(e)).collect()
     }
 

@@ -256,3 +256,23 @@ fn progress_reports_appends_at_once_and_durability_after_the_fsync() {
     });
     assert!(waiting.is_err(), "nothing beyond entry 2 is durable");
 }
+
+/// A truncation must not let the fsync of entries it cut off count for the entries
+/// that replace them: an append still queued when the truncation is issued is
+/// synced first, and the durable index is then capped at the truncation point.
+#[test]
+fn a_truncation_caps_durability_even_behind_a_queued_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut log = LogStore::open(dir.path()).unwrap();
+    append(&log, vec![entry(1, 1, 10), entry(1, 2, 10)]);
+    let (tx, rx) = mpsc::channel();
+    log.append_with(vec![entry(1, 3, 10), entry(1, 4, 10), entry(1, 5, 10)], Box::new(move |r| tx.send(r).unwrap()))
+        .unwrap();
+    rt.block_on(log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 3))).unwrap();
+    rx.recv().unwrap().unwrap();
+    assert_eq!(log.durable_index(), 2, "entries 3..=5 were cut off; nothing beyond 2 is durable");
+    append(&log, vec![entry(2, 3, 10)]);
+    assert_eq!(log.durable_index(), 3);
+    assert_eq!(indexes(&mut log, &rt), vec![(1, 1), (1, 2), (2, 3)]);
+}

@@ -18,6 +18,8 @@ pub struct Member {
     pub advertised_peer_port: Option<u16>,
     pub data_dir: PathBuf,
     pub extra_args: Vec<String>,
+    /// Extra environment variables of the process (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     pub initial_cluster: String,
     pub state: String,
     child: Option<Child>,
@@ -43,6 +45,7 @@ impl Member {
             advertised_peer_port: None,
             data_dir: dir.join("data"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             state: "new".into(),
             child: None,
             log: dir.join("member.log"),
@@ -80,7 +83,8 @@ impl Member {
             .args(["--initial-advertise-peer-urls", &self.peer_url()])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", &self.state])
-            .args(&self.extra_args);
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
 

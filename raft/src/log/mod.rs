@@ -94,6 +94,16 @@ impl Shared {
         evict(&mut ix);
     }
 
+    /// After a truncation: nothing beyond `upto` is durable. The writer calls this
+    /// once every append queued before the truncation has been marked, so an fsync
+    /// of entries that were since cut off cannot count for the entries that replace
+    /// them.
+    pub(crate) fn cap_durable(&self, upto: u64) {
+        let mut ix = self.index.lock();
+        ix.durable = ix.durable.min(upto);
+        self.durable_tx.send_replace(ix.durable);
+    }
+
     /// Reads the entries in `[start, end)` that are still in the log, stopping early once
     /// they add up to more than `byte_budget` record bytes (at least one is returned).
     fn read_entries(&self, start: u64, end: u64, byte_budget: usize) -> Result<Vec<Entry>, StorageError> {
@@ -564,7 +574,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.shared.durable_tx.send_replace(ix.durable);
             (segment, offset, remove)
         };
-        self.call(|done| Command::Truncate { segment, offset, remove, done })
+        let keep_upto = log_id.index.saturating_sub(1);
+        self.call(|done| Command::Truncate { segment, offset, remove, keep_upto, done })
             .await
             .map_err(|e| write_error(ErrorSubject::Log(log_id), e))
     }

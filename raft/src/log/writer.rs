@@ -27,8 +27,15 @@ pub type FlushCallback = Box<dyn FnOnce(io::Result<()>) + Send>;
 pub(crate) enum Command {
     /// Write `bytes` at `offset` of segment `segment` (creating it when `create`).
     Append { segment: u64, create: bool, offset: u64, bytes: Vec<u8>, last_index: u64, callback: FlushCallback },
-    /// Cut segment `segment` at `offset` and delete the segments in `remove`.
-    Truncate { segment: u64, offset: u64, remove: Vec<u64>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
+    /// Cut segment `segment` at `offset` and delete the segments in `remove`; entries
+    /// after `keep_upto` are gone.
+    Truncate {
+        segment: u64,
+        offset: u64,
+        remove: Vec<u64>,
+        keep_upto: u64,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
     /// Persist the purge point `body`, then delete the segments in `remove`.
     Purge { body: Vec<u8>, remove: Vec<u64>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
     /// Persist the vote `body`.
@@ -153,6 +160,14 @@ impl Writer {
         }
         let mut result = Ok(());
         let started = std::time::Instant::now();
+        // Injected slow disk ("log-sync-delay", `return(MS)`): every group of appends
+        // takes MS longer to become durable (tests of the leader's flush overlap).
+        (|| {
+            fail::fail_point!("log-sync-delay", |ms: Option<String>| {
+                let ms = ms.and_then(|m| m.parse().ok()).unwrap_or(1000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            });
+        })();
         for seg in touched.drain(..) {
             if let Some(f) = self.files.get(&seg) {
                 if let Err(e) = f.sync_data() {
@@ -176,7 +191,8 @@ impl Writer {
     fn execute(&mut self, cmd: Command) {
         match cmd {
             Command::Append { .. } => unreachable!("appends are handled by run"),
-            Command::Truncate { segment, offset, remove, done } => {
+            Command::Truncate { segment, offset, remove, keep_upto, done } => {
+                self.shared.cap_durable(keep_upto);
                 let res = (|| {
                     for seg in &remove {
                         self.files.remove(seg);

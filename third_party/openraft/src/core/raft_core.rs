@@ -730,6 +730,47 @@ where
         Ok(())
     }
 
+    /// strake patch: a leader's append that returns before the entries are flushed.
+    ///
+    /// The entries must be readable from the log store at once (strake's log serves
+    /// them from memory), so the commands after this one (replication to followers)
+    /// run while the leader's own flush is in flight, as etcd's leader does. Only
+    /// the flush callback counts the leader's own copy towards the commit quorum:
+    /// it arrives as [`Notify::LocalLogFlushed`] and updates the leader's progress
+    /// if the same leader (vote) is still in charge. A leader never truncates its
+    /// own log, so a flushed entry of the same vote is still in the log.
+    ///
+    /// Followers still wait for the flush before they respond (`append_to_log`).
+    async fn append_to_log_unflushed<I>(
+        &mut self,
+        entries: I,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let callback = LogFlushed::new(LogIOId::new(vote.clone(), Some(last_log_id.clone())), tx);
+        self.log_store.append(entries, callback).await?;
+
+        let tx_notify = self.tx_notify.clone();
+        let _ = C::AsyncRuntime::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(_io_id)) => Ok(()),
+                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            };
+            let _ = tx_notify.send(Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            });
+        });
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn apply_to_state_machine(
         &mut self,
@@ -1327,6 +1368,20 @@ where
                 }
             }
 
+            // strake patch: see `append_to_log_unflushed`.
+            Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            } => {
+                result?;
+                if self.does_vote_match(&vote, "LocalLogFlushed") {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
+                }
+            }
+
             Notify::Network { response } => {
                 //
                 match response {
@@ -1636,6 +1691,12 @@ where
             Command::AppendInputEntries { vote, entries } => {
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
+
+                // strake patch: an established leader does not wait for its own flush
+                // before the next command (replication); see `append_to_log_unflushed`.
+                if self.engine.leader_handler().is_ok() {
+                    return self.append_to_log_unflushed(entries, vote, last_log_id).await.map(|_| None);
+                }
 
                 self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
