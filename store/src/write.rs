@@ -334,6 +334,14 @@ impl VisibleSource for WriteTxn<'_> {
         detail: Detail,
         visit: &mut dyn FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()> {
+        if let KeyRange::Single(key) = range {
+            // One key (a Txn compare, a get inside a Txn): the same lookup order as a
+            // Put's, so the apply path's cache of newest versions answers it.
+            if let Some(v) = self.get(key)? {
+                visit(if detail == Detail::Full { Some(v) } else { None });
+            }
+            return Ok(());
+        }
         let base = View::new(self.engine, self.committed);
         if !touches(&self.overlay, range) && !touches(self.pending, range) {
             return base.scan(range, detail, visit);
