@@ -198,8 +198,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        if let (Some(log), Some(last)) = (self.durable_log.as_mut(), entries.last()) {
-            log.wait_durable_beyond(last.log_id.index - 1).await;
+        // Entry 0 (the bootstrap membership) is appended before this member can lead,
+        // so it is durable before it is applied; the log's durable index cannot tell
+        // "entry 0" from "nothing" anyway.
+        let last_index = entries.last().map_or(0, |e| e.log_id.index);
+        if let (Some(log), Some(before_last)) = (self.durable_log.as_mut(), last_index.checked_sub(1)) {
+            log.wait_durable_beyond(before_last).await;
         }
         entries.into_iter().map(|e| self.apply_one(e)).collect()
     }
