@@ -296,6 +296,14 @@ fn http_endpoints_and_wal_metrics() {
     m.ctl(&["put", "metrics-key", "v"]);
     let (_, after) = http_get(m.client_port, "/metrics").unwrap();
     assert!(metric_value(&after, "etcd_disk_wal_fsync_duration_seconds_count") > fsyncs, "{after}");
+    // The put was applied in an entry of one write; nothing took 100 ms.
+    assert!(
+        metric_value(&after, "strake_apply_entry_duration_seconds_count")
+            > metric_value(&metrics, "strake_apply_entry_duration_seconds_count"),
+        "{after}"
+    );
+    assert!(metric_value(&after, "strake_apply_entry_writes_count") >= 1.0, "{after}");
+    assert!(after.contains("etcd_server_slow_apply_total"), "{after}");
 }
 
 /// The value of an unlabelled sample `name` in a Prometheus text exposition.

@@ -3,7 +3,7 @@
 //!
 //! What it owns: the openraft type configuration ([`types`]), the binary encoding of
 //! entries ([`codec`]), the durable log ([`log`]), the state-machine adapter
-//! ([`state_machine`]), the peer transport ([`transport`]), the lessor (lease
+//! ([`state_machine`], measured in [`apply_metrics`]), the peer transport ([`transport`]), the lessor (lease
 //! deadlines, decided by the leader: [`lessor`]) and the node that ties them together
 //! ([`node`]): proposals (forwarded from followers), batched ReadIndex barriers,
 //! membership changes, and the admission of bulk writes ([`admission`]). openraft's tasks run on their own threads ([`core_runtime`]).
@@ -15,6 +15,7 @@
 //! It knows nothing of the etcd client API: the server crate speaks gRPC to clients.
 
 pub mod admission;
+pub mod apply_metrics;
 pub mod codec;
 pub mod core_runtime;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
+pub use apply_metrics::ApplyMetrics;
 pub use error::{LogError, RaftError, StartError};
 pub use membership::{MembershipChange, MembershipView};
 pub use node::{NodeConfig, NodeStatus, RaftNode};

@@ -17,6 +17,7 @@ use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::admission::BulkAdmission;
+use crate::apply_metrics::ApplyMetrics;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
@@ -49,6 +50,8 @@ pub struct NodeConfig {
     pub bootstrap: Option<BTreeMap<u64, MemberNode>>,
     /// Where the log's writer records fsync times and bytes written.
     pub log_metrics: LogMetrics,
+    /// Where the state machine records apply times, batch sizes and slow applies.
+    pub apply_metrics: ApplyMetrics,
 }
 
 /// A snapshot of the node's Raft state for status and headers.
@@ -144,7 +147,8 @@ impl RaftNode {
             })?);
         let sm = StateMachine::new(store.clone(), snapshots.clone())
             .map_err(|e| StartError::Raft(e.to_string()))?
-            .with_durable_log(log_progress.clone());
+            .with_durable_log(log_progress.clone())
+            .with_metrics(config.apply_metrics.clone());
         let election_ms = config.election_timeout.as_millis() as u64;
         let raft_config = Config {
             cluster_name: format!("{:x}", config.cluster_id),

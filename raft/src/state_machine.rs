@@ -11,6 +11,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snaps
 use strake_proto::strakepb::{WriteBatchResult, WriteResult};
 use strake_store::Store;
 
+use crate::apply_metrics::ApplyMetrics;
 use crate::codec;
 use crate::log::LogProgress;
 use crate::types::{
@@ -28,6 +29,7 @@ pub struct StateMachine {
     snapshots: Arc<SnapshotDirs>,
     /// When set, entries are applied only once this member's log holds them durably.
     durable_log: Option<LogProgress>,
+    metrics: ApplyMetrics,
 }
 
 /// Where snapshot checkpoints are made and received.
@@ -71,6 +73,7 @@ impl StateMachine {
             membership_json,
             snapshots,
             durable_log: None,
+            metrics: ApplyMetrics::default(),
         })
     }
 
@@ -80,6 +83,12 @@ impl StateMachine {
     /// entries the log lost.
     pub fn with_durable_log(mut self, log: LogProgress) -> StateMachine {
         self.durable_log = Some(log);
+        self
+    }
+
+    /// Records apply times and batch sizes in `metrics` (see [`ApplyMetrics`]).
+    pub fn with_metrics(mut self, metrics: ApplyMetrics) -> StateMachine {
+        self.metrics = metrics;
         self
     }
 
@@ -130,6 +139,20 @@ impl StateMachine {
         self.partial = None;
         self.last_applied = Some(log_id);
         Ok(result)
+    }
+
+    /// Applies one entry and records how long it took.
+    #[allow(clippy::result_large_err)] // openraft's StorageError, as in `apply_one`
+    fn apply_timed(&mut self, entry: Entry) -> Result<Applied, StorageError> {
+        let index = entry.log_id.index;
+        let writes = match &entry.payload {
+            EntryPayload::Normal(p) => p.0.requests.len(),
+            _ => 0,
+        };
+        let started = std::time::Instant::now();
+        let applied = self.apply_one(entry)?;
+        self.metrics.observe(index, writes, started.elapsed());
+        Ok(applied)
     }
 }
 
@@ -205,7 +228,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let (Some(log), Some(before_last)) = (self.durable_log.as_mut(), last_index.checked_sub(1)) {
             log.wait_durable_beyond(before_last).await;
         }
-        entries.into_iter().map(|e| self.apply_one(e)).collect()
+        entries.into_iter().map(|e| self.apply_timed(e)).collect()
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -175,6 +175,7 @@ impl EtcdServer {
             request_timeout: Duration::from_secs(5) + 2 * election,
             bootstrap,
             log_metrics: metrics.log.clone(),
+            apply_metrics: metrics.apply.clone(),
         };
         let node = RaftNode::start(node_config, store.clone()).await?;
 

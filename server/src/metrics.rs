@@ -48,6 +48,9 @@ pub struct Metrics {
     /// etcd_disk_wal_fsync_duration_seconds and etcd_disk_wal_write_bytes_total,
     /// recorded by the Raft log's writer thread.
     pub log: strake_raft::log::LogMetrics,
+    /// strake_apply_entry_duration_seconds, strake_apply_entry_writes and
+    /// etcd_server_slow_apply_total, recorded by the state machine.
+    pub apply: strake_raft::ApplyMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -136,6 +139,11 @@ impl Metrics {
                 let log = strake_raft::log::LogMetrics::default();
                 log.register(&r).expect("unique metric");
                 log
+            },
+            apply: {
+                let apply = strake_raft::ApplyMetrics::default();
+                apply.register(&r).expect("unique metric");
+                apply
             },
             registry: r,
         }
