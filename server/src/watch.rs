@@ -10,13 +10,9 @@ use strake_proto::etcdserverpb::watch_server::Watch;
 use strake_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use strake_proto::mvccpb::Event;
 use strake_store::{KeyRange, SessionMessage, StoreError, WatchSession, WatchSpec};
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::{Server, Shared};
-
-/// Responses buffered per stream before the stream task waits for the client.
-pub const WATCH_RESPONSE_BUFFER: usize = 256;
 
 /// The Watch service.
 #[derive(Clone)]
@@ -39,18 +35,17 @@ impl Watch for WatchService {
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = request.metadata().get("hasleader").is_some_and(|v| v == "true");
-        let requests = request.into_inner();
-        let (tx, rx) = mpsc::channel(WATCH_RESPONSE_BUFFER);
-        let server = self.server.clone();
-        server.metrics.watch_streams.inc();
-        tokio::spawn(async move {
-            let result = serve_stream(server.clone(), requests, tx.clone(), require_leader).await;
-            server.metrics.watch_streams.dec();
-            if let Err(status) = result {
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let stream = StreamLoop::new(self.server.clone(), request.into_inner(), require_leader);
+        // The response stream is the stream's loop itself: polled by the HTTP/2
+        // stream's task, it reads requests and the session's events and yields the
+        // responses. A spawned task feeding a channel cost every watcher one more
+        // hand-off (and thread wake-up) per event.
+        let responses = futures::stream::unfold(stream, |mut stream| async move {
+            let batch = stream.step().await?;
+            Some((futures::stream::iter(batch), stream))
+        })
+        .flatten();
+        Ok(Response::new(Box::pin(responses)))
     }
 }
 
@@ -60,68 +55,114 @@ struct WatcherOptions {
     fragment: bool,
 }
 
-async fn serve_stream(
+/// Counts a watch stream in the metrics while it lives.
+struct OpenStream(Shared);
+
+impl OpenStream {
+    fn new(server: Shared) -> OpenStream {
+        server.metrics.watch_streams.inc();
+        OpenStream(server)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.metrics.watch_streams.dec();
+    }
+}
+
+/// One client watch stream: its requests, its watchers' session, and its timers.
+/// Ends when the client closes its side or after an error (sent as the last item).
+struct StreamLoop {
     server: Shared,
-    mut requests: Streaming<WatchRequest>,
-    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+    requests: Streaming<WatchRequest>,
+    session: WatchSession,
+    options: std::collections::HashMap<i64, WatcherOptions>,
+    progress_tick: tokio::time::Interval,
+    leader_check: tokio::time::Interval,
     require_leader: bool,
-) -> Result<(), Status> {
-    let mut session = WatchSession::new(server.store.clone());
-    let mut options: std::collections::HashMap<i64, WatcherOptions> = Default::default();
-    let mut progress_tick = tokio::time::interval(server.progress_notify_interval);
-    progress_tick.tick().await;
-    let mut leader_check = tokio::time::interval(std::time::Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            req = requests.next() => {
-                let req = match req {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(r)) => r,
-                };
-                match req.request_union {
-                    Some(RequestUnion::CreateRequest(c)) => {
-                        let fragment = c.fragment;
-                        let resp = create(&server, &mut session, c);
-                        if !resp.canceled {
-                            options.insert(resp.watch_id, WatcherOptions { fragment });
+    ended: bool,
+    _open: OpenStream,
+}
+
+impl StreamLoop {
+    fn new(server: Shared, requests: Streaming<WatchRequest>, require_leader: bool) -> StreamLoop {
+        let every = |period| tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        StreamLoop {
+            session: WatchSession::new(server.store.clone()),
+            progress_tick: every(server.progress_notify_interval),
+            // The first leader check is immediate.
+            leader_check: tokio::time::interval(std::time::Duration::from_millis(500)),
+            _open: OpenStream::new(server.clone()),
+            server,
+            requests,
+            options: Default::default(),
+            require_leader,
+            ended: false,
+        }
+    }
+
+    /// Waits for the next responses to send; `None` once the stream is over.
+    async fn step(&mut self) -> Option<Vec<Result<WatchResponse, Status>>> {
+        if self.ended {
+            return None;
+        }
+        let outcome = self.next_responses().await;
+        match outcome {
+            Ok(Some(responses)) => Some(responses.into_iter().map(Ok).collect()),
+            Ok(None) => None,
+            Err(status) => {
+                self.ended = true;
+                Some(vec![Err(status)])
+            }
+        }
+    }
+
+    async fn next_responses(&mut self) -> Result<Option<Vec<WatchResponse>>, Status> {
+        let server = self.server.clone();
+        loop {
+            tokio::select! {
+                req = self.requests.next() => {
+                    let req = match req {
+                        None => return Ok(None),
+                        Some(Err(e)) => return Err(e),
+                        Some(Ok(r)) => r,
+                    };
+                    match req.request_union {
+                        Some(RequestUnion::CreateRequest(c)) => {
+                            let fragment = c.fragment;
+                            let resp = create(&server, &mut self.session, c);
+                            if !resp.canceled {
+                                self.options.insert(resp.watch_id, WatcherOptions { fragment });
+                            }
+                            return Ok(Some(vec![resp]));
                         }
-                        send(&tx, resp).await?;
-                    }
-                    Some(RequestUnion::CancelRequest(c)) => {
-                        if session.cancel(c.watch_id) {
-                            options.remove(&c.watch_id);
+                        Some(RequestUnion::CancelRequest(c)) if self.session.cancel(c.watch_id) => {
+                            self.options.remove(&c.watch_id);
                             server.metrics.watchers.dec();
-                            send(&tx, WatchResponse {
+                            return Ok(Some(vec![WatchResponse {
                                 header: Some(server.header(0)),
                                 watch_id: c.watch_id,
                                 canceled: true,
                                 ..Default::default()
-                            }).await?;
+                            }]));
                         }
+                        // Cancelling an unknown watcher has no answer (as etcd).
+                        Some(RequestUnion::CancelRequest(_)) => {}
+                        Some(RequestUnion::ProgressRequest(_)) => self.session.request_progress(),
+                        None => {}
                     }
-                    Some(RequestUnion::ProgressRequest(_)) => session.request_progress(),
-                    None => {}
+                }
+                msg = self.session.next() => return Ok(Some(responses(&server, msg, &self.options))),
+                _ = self.progress_tick.tick() => self.session.request_watcher_progress(),
+                _ = self.leader_check.tick(), if self.require_leader => {
+                    if server.node.status().leader.is_none() {
+                        return Err(Status::unavailable("etcdserver: no leader"));
+                    }
                 }
             }
-            msg = session.next() => {
-                for resp in responses(&server, msg, &options) {
-                    send(&tx, resp).await?;
-                }
-            }
-            _ = progress_tick.tick() => session.request_watcher_progress(),
-            _ = leader_check.tick(), if require_leader => {
-                if server.node.status().leader.is_none() {
-                    return Err(Status::unavailable("etcdserver: no leader"));
-                }
-            }
-            _ = tx.closed() => return Ok(()),
         }
     }
-}
-
-async fn send(tx: &mpsc::Sender<Result<WatchResponse, Status>>, resp: WatchResponse) -> Result<(), Status> {
-    tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("watch stream closed"))
 }
 
 fn create(server: &Server, session: &mut WatchSession, c: WatchCreateRequest) -> WatchResponse {
@@ -170,14 +211,7 @@ fn responses(
             }
             fragments(events, server.limits.max_request_bytes)
                 .into_iter()
-                .enumerate()
-                .map(|(_, (events, more))| WatchResponse {
-                    header: header.clone(),
-                    watch_id,
-                    events,
-                    fragment: more,
-                    ..Default::default()
-                })
+                .map(|(events, more)| WatchResponse { header, watch_id, events, fragment: more, ..Default::default() })
                 .collect()
         }
         SessionMessage::Compacted { watch_id, compact_revision } => {
