@@ -3,10 +3,12 @@
 //!
 //! What it owns: the openraft type configuration ([`types`]), the binary encoding of
 //! entries ([`codec`]), the durable log ([`log`]), the state-machine adapter
-//! ([`state_machine`], measured in [`apply_metrics`]), the peer transport ([`transport`]), the lessor (lease
-//! deadlines, decided by the leader: [`lessor`]) and the node that ties them together
-//! ([`node`]): proposals (forwarded from followers), batched ReadIndex barriers,
-//! membership changes, and the admission of bulk writes ([`admission`]). openraft's tasks run on their own threads ([`core_runtime`]).
+//! ([`state_machine`], measured in [`apply_metrics`]), the peer transport
+//! ([`transport`]), the lessor (lease deadlines, decided by the leader: [`lessor`])
+//! and the node that ties them together ([`node`]): proposals (forwarded from
+//! followers), batched ReadIndex barriers, membership changes, and the admission of
+//! bulk writes ([`admission`]). openraft's tasks run on their own threads
+//! ([`core_runtime`]).
 //!
 //! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
 //! truncations and purges are durable before they return; the store records each
