@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter};
+use prometheus::{Histogram, IntCounter};
+
+use crate::metric::{counter, exponential, histogram};
 
 /// An entry whose apply takes longer than this is logged and counted as slow
 /// (etcd's `warnApplyDuration`, 100 ms).
@@ -31,26 +33,23 @@ pub struct ApplyMetrics {
 
 impl Default for ApplyMetrics {
     fn default() -> Self {
-        let entry_duration = Histogram::with_opts(
-            HistogramOpts::new(
+        ApplyMetrics {
+            entry_duration: histogram(
                 "strake_apply_entry_duration_seconds",
                 "The latency distribution of applying one Raft log entry (a batch of writes) to the store.",
-            )
-            // etcd's apply buckets: 0.1 ms to 52 s, doubling.
-            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets")),
-        )
-        .expect("valid metric");
-        let entry_writes = Histogram::with_opts(
-            HistogramOpts::new("strake_apply_entry_writes", "The number of client writes in one applied log entry.")
-                .buckets(prometheus::exponential_buckets(1.0, 2.0, 11).expect("valid buckets")),
-        )
-        .expect("valid metric");
-        let slow_applies = IntCounter::new(
-            "etcd_server_slow_apply_total",
-            "The total number of slow apply requests (likely overloaded from slow disk).",
-        )
-        .expect("valid metric");
-        ApplyMetrics { entry_duration, entry_writes, slow_applies }
+                // etcd's apply buckets: 0.1 ms to 52 s, doubling.
+                exponential(0.0001, 2.0, 20),
+            ),
+            entry_writes: histogram(
+                "strake_apply_entry_writes",
+                "The number of client writes in one applied log entry.",
+                exponential(1.0, 2.0, 11),
+            ),
+            slow_applies: counter(
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            ),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod error;
 pub mod lessor;
 pub mod log;
 pub mod membership;
+mod metric;
 pub mod node;
 pub mod state_machine;
 pub mod transport;

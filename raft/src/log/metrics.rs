@@ -1,7 +1,9 @@
 //! [`LogMetrics`]: what the log's writer thread measures, under etcd's metric names
 //! (the server registers them with its /metrics registry).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter};
+use prometheus::{Histogram, IntCounter};
+
+use crate::metric::{counter, exponential, histogram};
 
 /// The log writer's measurements. Cheap to clone (the handles share their values);
 /// the default is a set no registry renders, for tests and tools.
@@ -16,18 +18,15 @@ pub struct LogMetrics {
 
 impl Default for LogMetrics {
     fn default() -> Self {
-        let fsync_duration = Histogram::with_opts(
-            HistogramOpts::new(
+        LogMetrics {
+            fsync_duration: histogram(
                 "etcd_disk_wal_fsync_duration_seconds",
                 "The latency distributions of fsync called by WAL.",
-            )
-            // etcd's buckets: 1 ms to 8 s, doubling.
-            .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets")),
-        )
-        .expect("valid metric");
-        let write_bytes = IntCounter::new("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.")
-            .expect("valid metric");
-        LogMetrics { fsync_duration, write_bytes }
+                // etcd's buckets: 1 ms to 8 s, doubling.
+                exponential(0.001, 2.0, 14),
+            ),
+            write_bytes: counter("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL."),
+        }
     }
 }
 
