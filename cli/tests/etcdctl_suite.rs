@@ -306,6 +306,50 @@ fn http_endpoints_and_wal_metrics() {
     assert!(after.contains("etcd_server_slow_apply_total"), "{after}");
 }
 
+#[test]
+fn watch_gauges_count_live_streams_and_watchers_and_drop_with_the_stream() {
+    use strake_proto::etcdserverpb::watch_client::WatchClient;
+    use strake_proto::etcdserverpb::watch_request::RequestUnion;
+    use strake_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let port = m.client_port;
+    let gauges = || {
+        let (_, metrics) = http_get(port, "/metrics").unwrap();
+        (
+            metric_value(&metrics, "etcd_debugging_mvcc_watch_stream_total"),
+            metric_value(&metrics, "etcd_debugging_mvcc_watcher_total"),
+        )
+    };
+    let rt = common::runtime();
+    rt.block_on(async {
+        let mut client = WatchClient::new(common::channel(port).await);
+        let create = |key: &str| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.to_owned().into(),
+                ..Default::default()
+            })),
+        };
+        let requests =
+            tokio_stream::StreamExt::chain(tokio_stream::iter(vec![create("a"), create("b")]), tokio_stream::pending());
+        let mut stream = client.watch(requests).await.unwrap().into_inner();
+        for _ in 0..2 {
+            let created = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap();
+            assert!(created.unwrap().created);
+        }
+        assert_eq!(gauges(), (1.0, 2.0));
+    });
+    // The client goes away (its connection closes) without cancelling its watchers.
+    drop(rt);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauges() != (0.0, 0.0) {
+        assert!(Instant::now() < deadline, "gauges after the stream closed: {:?}", gauges());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The value of an unlabelled sample `name` in a Prometheus text exposition.
 fn metric_value(exposition: &str, name: &str) -> f64 {
     exposition

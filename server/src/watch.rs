@@ -55,24 +55,9 @@ struct WatcherOptions {
     fragment: bool,
 }
 
-/// Counts a watch stream in the metrics while it lives.
-struct OpenStream(Shared);
-
-impl OpenStream {
-    fn new(server: Shared) -> OpenStream {
-        server.metrics.watch_streams.inc();
-        OpenStream(server)
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.metrics.watch_streams.dec();
-    }
-}
-
 /// One client watch stream: its requests, its watchers' session, and its timers.
 /// Ends when the client closes its side or after an error (sent as the last item).
+/// Counted in the stream and watcher gauges while it lives (see `Drop`).
 struct StreamLoop {
     server: Shared,
     requests: Streaming<WatchRequest>,
@@ -82,18 +67,17 @@ struct StreamLoop {
     leader_check: tokio::time::Interval,
     require_leader: bool,
     ended: bool,
-    _open: OpenStream,
 }
 
 impl StreamLoop {
     fn new(server: Shared, requests: Streaming<WatchRequest>, require_leader: bool) -> StreamLoop {
         let every = |period| tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        server.metrics.watch_streams.inc();
         StreamLoop {
             session: WatchSession::new(server.store.clone()),
             progress_tick: every(server.progress_notify_interval),
             // The first leader check is immediate.
             leader_check: tokio::time::interval(std::time::Duration::from_millis(500)),
-            _open: OpenStream::new(server.clone()),
             server,
             requests,
             options: Default::default(),
@@ -162,6 +146,15 @@ impl StreamLoop {
                 }
             }
         }
+    }
+}
+
+impl Drop for StreamLoop {
+    /// The stream is gone (client closed, error, or connection dropped): so are its
+    /// remaining watchers.
+    fn drop(&mut self) {
+        self.server.metrics.watch_streams.dec();
+        self.server.metrics.watchers.sub(self.session.len() as i64);
     }
 }
 
