@@ -350,6 +350,80 @@ fn watch_gauges_count_live_streams_and_watchers_and_drop_with_the_stream() {
     }
 }
 
+#[test]
+fn a_watch_stream_reset_by_the_client_frees_its_watchers_while_the_connection_stays() {
+    use prost::Message;
+    use strake_proto::etcdserverpb::watch_request::RequestUnion;
+    use strake_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &[]);
+    m.start();
+    let port = m.client_port;
+    let gauges = || {
+        let (_, metrics) = http_get(port, "/metrics").unwrap();
+        (
+            metric_value(&metrics, "etcd_debugging_mvcc_watch_stream_total"),
+            metric_value(&metrics, "etcd_debugging_mvcc_watcher_total"),
+        )
+    };
+    let rt = common::runtime();
+    rt.block_on(async {
+        // A raw HTTP/2 client, so the test controls the frames: Go's gRPC cancels a
+        // stream with RST_STREAM(CANCEL) and keeps the connection for other calls.
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = http::Request::post(format!("http://127.0.0.1:{port}/etcdserverpb.Watch/Watch"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        for key in ["a", "b"] {
+            let create = WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: key.as_bytes().to_vec().into(),
+                    ..Default::default()
+                })),
+            };
+            let message = create.encode_to_vec();
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&message);
+            send.send_data(frame.into(), false).unwrap();
+        }
+        let mut body = response.await.unwrap().into_body();
+        let mut received = 0;
+        while gauges() != (1.0, 2.0) {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.data()).await.unwrap().unwrap().unwrap();
+            received += chunk.len();
+            assert!(received < 4096, "no second watcher after {received} bytes: {:?}", gauges());
+        }
+        // Reset only: the response body is still held.
+        send.send_reset(h2::Reason::CANCEL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gauges() != (0.0, 0.0) {
+            assert!(Instant::now() < deadline, "gauges after the stream was reset: {:?}", gauges());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(body);
+        // The connection still serves calls.
+        let (response, _send) = client
+            .send_request(
+                http::Request::post(format!("http://127.0.0.1:{port}/etcdserverpb.Watch/Watch"))
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(())
+                    .unwrap(),
+                false,
+            )
+            .unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+    });
+}
+
 /// The value of an unlabelled sample `name` in a Prometheus text exposition.
 fn metric_value(exposition: &str, name: &str) -> f64 {
     exposition
