@@ -307,6 +307,35 @@ fn http_endpoints_and_wal_metrics() {
 }
 
 #[test]
+fn grpc_metrics_count_rpcs_by_method_and_status_with_etcds_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Member::single(dir.path(), &["--metrics", "extensive"]);
+    m.start();
+    m.ctl(&["put", "a", "1"]);
+    m.ctl(&["put", "a", "2"]);
+    let empty_key = m.etcdctl(&["put", "", "3"]);
+    assert!(!empty_key.status.success());
+    assert!(String::from_utf8_lossy(&empty_key.stderr).contains("key is not provided"));
+    let (_, metrics) = http_get(m.client_port, "/metrics").unwrap();
+    let put = [("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Put"), ("grpc_type", "unary")];
+    let with_code = |code| [put[0], put[1], put[2], ("grpc_code", code)];
+    assert_eq!(labelled_value(&metrics, "grpc_server_started_total", &put), 3.0);
+    assert_eq!(labelled_value(&metrics, "grpc_server_handled_total", &with_code("OK")), 2.0);
+    assert_eq!(labelled_value(&metrics, "grpc_server_handled_total", &with_code("InvalidArgument")), 1.0);
+    assert_eq!(labelled_value(&metrics, "grpc_server_handled_total", &with_code("Canceled")), 0.0);
+    assert_eq!(labelled_value(&metrics, "grpc_server_msg_received_total", &put), 3.0);
+    // An error is answered in the headers, without a message.
+    assert_eq!(labelled_value(&metrics, "grpc_server_msg_sent_total", &put), 2.0);
+    assert_eq!(labelled_value(&metrics, "grpc_server_handling_seconds_count", &put), 3.0);
+    // Series exist before the first call, as go-grpc-prometheus makes them.
+    let watch = [("grpc_service", "etcdserverpb.Watch"), ("grpc_method", "Watch"), ("grpc_type", "bidi_stream")];
+    assert_eq!(labelled_value(&metrics, "grpc_server_started_total", &watch), 0.0);
+    assert!(metric_value(&metrics, "etcd_network_client_grpc_received_bytes_total") > 0.0);
+    assert!(metric_value(&metrics, "etcd_network_client_grpc_sent_bytes_total") > 0.0);
+    assert!(metric_value(&metrics, "process_resident_memory_bytes") > 0.0);
+}
+
+#[test]
 fn watch_gauges_count_live_streams_and_watchers_and_drop_with_the_stream() {
     use strake_proto::etcdserverpb::watch_client::WatchClient;
     use strake_proto::etcdserverpb::watch_request::RequestUnion;
@@ -409,6 +438,11 @@ fn a_watch_stream_reset_by_the_client_frees_its_watchers_while_the_connection_st
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         drop(body);
+        let (_, metrics) = http_get(port, "/metrics").unwrap();
+        let watch = [("grpc_service", "etcdserverpb.Watch"), ("grpc_method", "Watch"), ("grpc_type", "bidi_stream")];
+        let canceled = [watch[0], watch[1], watch[2], ("grpc_code", "Canceled")];
+        assert_eq!(labelled_value(&metrics, "grpc_server_started_total", &watch), 1.0);
+        assert_eq!(labelled_value(&metrics, "grpc_server_handled_total", &canceled), 1.0);
         // The connection still serves calls.
         let (response, _send) = client
             .send_request(
@@ -422,6 +456,16 @@ fn a_watch_stream_reset_by_the_client_frees_its_watchers_while_the_connection_st
             .unwrap();
         assert_eq!(response.await.unwrap().status(), 200);
     });
+}
+
+/// The value of the sample `name` whose labels include every pair of `labels`.
+fn labelled_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} with {labels:?}"))
 }
 
 /// The value of an unlabelled sample `name` in a Prometheus text exposition.

@@ -41,3 +41,40 @@ pub mod v3electionpb {
 pub mod strakepb {
     tonic::include_proto!("strakepb");
 }
+
+/// The client-facing RPCs (etcdserverpb, v3lockpb, v3electionpb), generated from the
+/// .proto files by the build script, for per-method metrics.
+pub mod rpcs {
+    /// One RPC: its gRPC service and method names and whether each side streams.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rpc {
+        /// Fully qualified service name, e.g. `etcdserverpb.KV`.
+        pub service: &'static str,
+        /// Method name, e.g. `Range`.
+        pub method: &'static str,
+        /// The client sends a stream of messages.
+        pub client_streaming: bool,
+        /// The server answers with a stream of messages.
+        pub server_streaming: bool,
+    }
+
+    impl Rpc {
+        /// go-grpc-prometheus's `grpc_type` label: `unary`, `client_stream`,
+        /// `server_stream` or `bidi_stream`.
+        pub fn grpc_type(&self) -> &'static str {
+            match (self.client_streaming, self.server_streaming) {
+                (false, false) => "unary",
+                (true, false) => "client_stream",
+                (false, true) => "server_stream",
+                (true, true) => "bidi_stream",
+            }
+        }
+
+        /// The HTTP/2 `:path` of the RPC, `/service/method`.
+        pub fn path(&self) -> String {
+            format!("/{}/{}", self.service, self.method)
+        }
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/client_rpcs.rs"));
+}

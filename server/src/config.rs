@@ -72,6 +72,9 @@ pub struct EtcdConfig {
     /// Additional URLs serving /metrics and /health (comma-separated).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
     pub listen_metrics_urls: Option<String>,
+    /// Metrics to export: `basic`, or `extensive` (adds grpc_server_handling_seconds).
+    #[arg(long, env = "ETCD_METRICS", value_enum, default_value_t = MetricsLevel::Basic)]
+    pub metrics: MetricsLevel,
     /// Read every stored block at start and refuse to start on any checksum failure.
     #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false)]
     pub experimental_initial_corrupt_check: bool,
@@ -93,6 +96,15 @@ pub struct EtcdConfig {
     /// Write logs as JSON lines.
     #[arg(long, env = "STRAKE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+/// etcd's `--metrics` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsLevel {
+    /// Counters and the histograms etcd always exports.
+    Basic,
+    /// Also the per-RPC handling-time histogram.
+    Extensive,
 }
 
 /// Why the configuration is unusable.

@@ -19,7 +19,7 @@ use strake_raft::{MemberNode, NodeConfig, RaftNode};
 use strake_store::{EngineOptions, Store};
 use tokio::net::TcpListener;
 
-use crate::config::{listen_addr, split_urls, EtcdConfig};
+use crate::config::{listen_addr, split_urls, EtcdConfig, MetricsLevel};
 use crate::context::{Identity, Limits, Server, ETCD_VERSION};
 use crate::metrics::Metrics;
 use crate::{auth, cluster, election, http, ids, kv, lease, lock, maintenance, serve, watch};
@@ -163,7 +163,7 @@ impl EtcdServer {
         });
         let bootstrap = bootstrap.transpose()?;
         let election = Duration::from_millis(config.election_timeout);
-        let metrics = Metrics::new(ETCD_VERSION);
+        let metrics = Metrics::new(ETCD_VERSION, config.metrics == MetricsLevel::Extensive);
         let node_config = NodeConfig {
             id: identity_file.member_id,
             cluster_id: identity_file.cluster_id,
@@ -222,6 +222,7 @@ impl EtcdServer {
             ElectionServer::new(election::ElectionService::new(server.clone())).max_decoding_message_size(grpc_limit),
         )
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(server.metrics.grpc.clone(), crate::grpc_metrics::track))
         .merge(http::routes(server.clone()));
 
         let peer_router =

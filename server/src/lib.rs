@@ -18,6 +18,7 @@ pub mod context;
 pub mod election;
 pub mod errors;
 pub mod etcd;
+pub mod grpc_metrics;
 pub mod http;
 pub mod ids;
 pub mod kv;

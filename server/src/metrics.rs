@@ -51,6 +51,9 @@ pub struct Metrics {
     /// strake_apply_entry_duration_seconds, strake_apply_entry_writes and
     /// etcd_server_slow_apply_total, recorded by the state machine.
     pub apply: strake_raft::ApplyMetrics,
+    /// grpc_server_* and etcd_network_client_grpc_*_bytes_total, recorded by the
+    /// middleware in front of the gRPC services.
+    pub grpc: crate::grpc_metrics::GrpcMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -66,9 +69,12 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
-    /// Registers every metric; `version` labels etcd_server_version.
-    pub fn new(version: &str) -> Metrics {
+    /// Registers every metric; `version` labels etcd_server_version; `extensive`
+    /// adds the per-RPC handling-time histogram (etcd's `--metrics extensive`).
+    pub fn new(version: &str, extensive: bool) -> Metrics {
         let r = Registry::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique metric");
         let v = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
                 "etcd_server_version",
@@ -145,6 +151,7 @@ impl Metrics {
                 apply.register(&r).expect("unique metric");
                 apply
             },
+            grpc: crate::grpc_metrics::GrpcMetrics::register(&r, extensive).expect("unique metric"),
             registry: r,
         }
     }
