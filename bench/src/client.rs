@@ -1,20 +1,26 @@
-//! Connections to an etcd v3 cluster: a pool of gRPC channels spread over the
-//! endpoints, with the generated KV, Watch and Lease clients.
+//! Connections to an etcd v3 cluster: a pool of connections spread over the
+//! endpoints. KV calls go over lean HTTP/2 connections ([`KvConn`]); Watch and
+//! Lease, which stream, use tonic's generated clients on channels that connect on
+//! first use.
 
 use std::time::Duration;
 
-use strake_proto::etcdserverpb::kv_client::KvClient;
 use strake_proto::etcdserverpb::lease_client::LeaseClient;
 use strake_proto::etcdserverpb::watch_client::WatchClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::unary::KvConn;
+
 /// gRPC message size limit the clients accept (etcd's server default is 1.5 MiB in,
 /// unlimited out; lists can be large).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of channels.
+/// A pool of connections: `kv[i]` and `channels[i]` go to the same endpoint.
 #[derive(Clone, Debug)]
 pub struct Pool {
+    kv: Vec<KvConn>,
     channels: Vec<Channel>,
 }
 
@@ -28,22 +34,27 @@ pub fn endpoint_url(e: &str) -> String {
 }
 
 impl Pool {
-    /// Opens `conns` channels round-robin over `endpoints`.
+    /// Opens `conns` KV connections round-robin over `endpoints` (and prepares as
+    /// many channels for Watch and Lease, connected on first use).
     pub async fn connect(endpoints: &[String], conns: usize) -> anyhow::Result<Pool> {
         anyhow::ensure!(!endpoints.is_empty(), "no endpoints");
+        let mut kv = Vec::with_capacity(conns.max(1));
         let mut channels = Vec::with_capacity(conns.max(1));
         for i in 0..conns.max(1) {
             let url = endpoint_url(&endpoints[i % endpoints.len()]);
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, KvConn::connect(&url, MAX_MESSAGE_BYTES))
+                .await
+                .map_err(|_| anyhow::anyhow!("cannot connect to {url}: timed out"))?
+                .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+            kv.push(conn);
             let ch = Endpoint::from_shared(url.clone())?
                 .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(5))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .http2_adaptive_window(true)
-                .connect()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to {url}: {e}"))?;
+                .connect_lazy();
             channels.push(ch);
         }
-        Ok(Pool { channels })
+        Ok(Pool { kv, channels })
     }
 
     /// The channel for client number `i`.
@@ -51,9 +62,9 @@ impl Pool {
         self.channels[i % self.channels.len()].clone()
     }
 
-    /// A KV client on channel `i`.
-    pub fn kv(&self, i: usize) -> KvClient<Channel> {
-        KvClient::new(self.channel(i)).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    /// KV connection number `i` (modulo the pool's size).
+    pub fn kv(&self, i: usize) -> KvConn {
+        self.kv[i % self.kv.len()].clone()
     }
 
     /// A Watch client on channel `i`.

@@ -19,4 +19,5 @@ pub mod dataset;
 pub mod plot;
 pub mod report;
 pub mod runner;
+pub mod unary;
 pub mod workload;

@@ -6,16 +6,15 @@ use std::sync::Arc;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use strake_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use strake_proto::etcdserverpb::kv_client::KvClient;
 use strake_proto::etcdserverpb::request_op::Request as Op;
 use strake_proto::etcdserverpb::response_op::Response as OpResp;
 use strake_proto::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest,
     RangeRequest, RequestOp, TxnRequest,
 };
-use tonic::transport::Channel;
 
 use crate::client::Pool;
+use crate::unary::KvConn;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -177,7 +176,7 @@ pub async fn run_op(
     workload: Workload,
     client: usize,
     clients: usize,
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvConn,
     pool: &Pool,
     spec: &KeySpec,
     state: &mut ClientState,
@@ -261,7 +260,7 @@ pub async fn run_op(
 
 /// kube-apiserver's optimistic update of one object.
 async fn cas_update(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvConn,
     key: Vec<u8>,
     value: Vec<u8>,
     state: &mut ClientState,
@@ -299,7 +298,7 @@ pub fn k8s_objects(spec: &KeySpec) -> u64 {
 }
 
 async fn k8s_op(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvConn,
     client: usize,
     spec: &KeySpec,
     state: &mut ClientState,

@@ -140,3 +140,29 @@ fn dataset_loads_reads_and_compacts_against_strake() {
 fn dataset_loads_reads_and_compacts_against_real_etcd() {
     dataset_smoke(TargetSpec::etcd(PathBuf::from("/usr/bin/etcd"), 1), "etcd");
 }
+
+/// A server's error status reaches the load generator's report intact (code and
+/// message), for a request larger than the server's limit: the request is sent over
+/// many flow-controlled HTTP/2 frames and the answer is an error without a body.
+#[test]
+fn server_errors_are_reported_with_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut cluster =
+        rt.block_on(LocalCluster::create(TargetSpec::strake(strake_bin(), 1), dir.path())).expect("lay out");
+    rt.block_on(cluster.start(Duration::from_secs(30))).expect("start");
+    let json = dir.path().join("too-large.json");
+    let out = std::process::Command::new(strake_bin())
+        .args(["bench", "run", "put", "--endpoints", &cluster.endpoints()[0], "--clients", "1", "--conns", "1"])
+        .args(["--total", "3", "--val-size", "1600000", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run strake bench");
+    cluster.stop_all();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // A run with errors reports them and exits non-zero.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("error x3: InvalidArgument: etcdserver: request is too large"), "{text}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("summary")).expect("JSON");
+    assert_eq!(summary["errors"]["InvalidArgument: etcdserver: request is too large"], 3, "{summary}");
+}
