@@ -33,6 +33,12 @@ pub struct CompareArgs {
     /// Length of each measured run.
     #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
     pub duration: Duration,
+    /// An unmeasured run of each workload before its measured one. etcd's
+    /// throughput rises over its first seconds (Go's runtime and bbolt warming up:
+    /// 1-member put 12.8k/s in a 3 s run against 14.4k in 10 and 20 s runs), so
+    /// short measured runs without it flatter strake.
+    #[arg(long, default_value = "3s", value_parser = crate::cli::parse_duration)]
+    pub warmup: Duration,
     /// A B rounds per cluster size.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
@@ -166,6 +172,10 @@ async fn measure_round(
             target: label.clone(),
             progress: true,
         };
+        if !args.warmup.is_zero() {
+            let warmup = RunOptions { duration: args.warmup, progress: false, ..opts.clone() };
+            runner::run(*w, &warmup).await?;
+        }
         let s = runner::run(*w, &opts).await?;
         eprint!("{}", report::table(std::slice::from_ref(&s)));
         runs.push(s);
@@ -332,6 +342,7 @@ pub fn markdown(c: &Comparison) -> String {
 pub async fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     if args.quick {
         args.duration = Duration::from_secs(2);
+        args.warmup = Duration::ZERO;
         args.rounds = 1;
         args.members = vec![1];
         args.restart_keys = args.restart_keys.min(10_000);
