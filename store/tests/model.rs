@@ -391,19 +391,19 @@ fn ranges_over_keys_with_long_histories_match_model() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut model = Model::default();
-    let mut apply = |req: WriteRequest| assert_eq!(store.apply(&req, b"m").unwrap(), model.apply(&req), "{req:?}");
+    let mut writes = Vec::new();
     for round in 0..8 {
-        for k in 0..30 {
-            apply(put(&format!("key{k:02}"), &format!("v{round}")));
-        }
+        writes.extend((0..30).map(|k| put(&format!("key{k:02}"), &format!("v{round}"))));
     }
-    for k in (0..30).step_by(7) {
-        apply(wr(W::DeleteRange(DeleteRangeRequest { key: format!("key{k:02}").into(), ..Default::default() })));
+    writes.extend(
+        (0..30)
+            .step_by(7)
+            .map(|k| wr(W::DeleteRange(DeleteRangeRequest { key: format!("key{k:02}").into(), ..Default::default() }))),
+    );
+    writes.extend((0..30).step_by(3).map(|k| put(&format!("key{k:02}"), "late")));
+    for req in writes {
+        assert_eq!(store.apply(&req, b"m").unwrap(), model.apply(&req), "{req:?}");
     }
-    for k in (0..30).step_by(3) {
-        apply(put(&format!("key{k:02}"), "late"));
-    }
-    drop(apply);
     for rev in 1..=model.rev() {
         for limit in [0, 5, 20] {
             let req = RangeRequest { limit, ..range_all(rev) };
