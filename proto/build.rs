@@ -17,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     tonic_prost_build::configure().bytes(".").compile_protos(&files, &["proto"])?;
-    let client_files = &files[2..5];
+    // strakepb is strake's own peer protocol, not served to clients.
+    let client_files = files.iter().filter(|f| !f.starts_with("proto/strakepb/"));
     let mut table = String::from(
         "/// Every RPC of the client-facing services, in declaration order.\npub const CLIENT_RPCS: &[Rpc] = &[\n",
     );
