@@ -345,13 +345,7 @@ fn watch_gauges_count_live_streams_and_watchers_and_drop_with_the_stream() {
     let mut m = Member::single(dir.path(), &[]);
     m.start();
     let port = m.client_port;
-    let gauges = || {
-        let (_, metrics) = http_get(port, "/metrics").unwrap();
-        (
-            metric_value(&metrics, "etcd_debugging_mvcc_watch_stream_total"),
-            metric_value(&metrics, "etcd_debugging_mvcc_watcher_total"),
-        )
-    };
+    let gauges = || watch_gauges(port);
     let rt = common::runtime();
     rt.block_on(async {
         let mut client = WatchClient::new(common::channel(port).await);
@@ -389,13 +383,7 @@ fn a_watch_stream_reset_by_the_client_frees_its_watchers_while_the_connection_st
     let mut m = Member::single(dir.path(), &[]);
     m.start();
     let port = m.client_port;
-    let gauges = || {
-        let (_, metrics) = http_get(port, "/metrics").unwrap();
-        (
-            metric_value(&metrics, "etcd_debugging_mvcc_watch_stream_total"),
-            metric_value(&metrics, "etcd_debugging_mvcc_watcher_total"),
-        )
-    };
+    let gauges = || watch_gauges(port);
     let rt = common::runtime();
     rt.block_on(async {
         // A raw HTTP/2 client, so the test controls the frames: Go's gRPC cancels a
@@ -456,6 +444,15 @@ fn a_watch_stream_reset_by_the_client_frees_its_watchers_while_the_connection_st
             .unwrap();
         assert_eq!(response.await.unwrap().status(), 200);
     });
+}
+
+/// The member's (watch streams, watchers) gauges.
+fn watch_gauges(port: u16) -> (f64, f64) {
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    (
+        metric_value(&metrics, "etcd_debugging_mvcc_watch_stream_total"),
+        metric_value(&metrics, "etcd_debugging_mvcc_watcher_total"),
+    )
 }
 
 /// The value of the sample `name` whose labels include every pair of `labels`.
