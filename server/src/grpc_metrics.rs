@@ -212,6 +212,17 @@ struct Counted {
     end: Option<RpcEnd>,
 }
 
+impl Counted {
+    /// Records the RPC's end (a response body's first call wins): with `status`
+    /// from the trailers, else the status its headers carried, else `otherwise`.
+    fn finish(&mut self, status: Option<usize>, otherwise: usize) {
+        if let Some(end) = self.end.take() {
+            let code = status.or(end.header_code).unwrap_or(otherwise);
+            end.record(code);
+        }
+    }
+}
+
 impl http_body::Body for Counted {
     type Data = Bytes;
     type Error = axum::Error;
@@ -225,19 +236,10 @@ impl http_body::Body for Counted {
                     this.byte_total.inc_by(data.len() as u64);
                     this.message_total.inc_by(this.messages.feed(data));
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    let code = trailers.get("grpc-status").and_then(|v| parse_code(v.as_bytes()));
-                    if let Some(end) = this.end.take() {
-                        let code = code.or(end.header_code).unwrap_or(UNKNOWN);
-                        end.record(code);
-                    }
+                    this.finish(trailers.get("grpc-status").and_then(|v| parse_code(v.as_bytes())), UNKNOWN);
                 }
             }
-            Poll::Ready(None) => {
-                if let Some(end) = this.end.take() {
-                    let code = end.header_code.unwrap_or(UNKNOWN);
-                    end.record(code);
-                }
-            }
+            Poll::Ready(None) => this.finish(None, UNKNOWN),
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
         polled
@@ -254,12 +256,9 @@ impl http_body::Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(end) = self.end.take() {
-            // An error status in the headers is final even if nobody read the body;
-            // otherwise the client left before the RPC ended.
-            let code = end.header_code.unwrap_or(CANCELED);
-            end.record(code);
-        }
+        // An error status in the headers is final even if nobody read the body;
+        // otherwise the client left before the RPC ended.
+        self.finish(None, CANCELED);
     }
 }
 
