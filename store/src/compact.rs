@@ -51,7 +51,7 @@ pub fn compact_physically(engine: &Engine, finished: i64, target: i64, apply_loc
         let guard = (!removed_tombstones.is_empty()).then(|| apply_lock.lock());
         for (encoded, tombstone) in &removed_tombstones {
             if let Some(head) = engine.get(CF_HEAD, encoded)? {
-                if schema::parse_head_value(encoded, &head)?.0 == *tombstone {
+                if schema::parse_head_value(encoded, &head)?.settled(encoded)?.0 == *tombstone {
                     batch.delete_cf(engine.cf(CF_HEAD), encoded);
                 }
             }

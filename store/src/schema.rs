@@ -9,7 +9,7 @@
 //! | `lease` | `be64(lease_id)` | `varint(ttl_seconds)` |
 //! | `lease_keys` | `be64(lease_id) ++ raw user key` | empty |
 //! | `meta` | one of the `META_*` names | see each constant |
-//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ tag` of the key's newest version |
+//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ tag ++ be32(crc32 of those 17 bytes)` of the key's newest version |
 //!
 //! * `kv` holds every retained version of every key. Revisions are stored inverted, so
 //!   for one user key the newest version comes first and "the version visible at
@@ -22,6 +22,14 @@
 //!   same batch as the version it names; compaction deletes a head only together with
 //!   the tombstone it names (under the store's apply lock, so no newer version can
 //!   slip in between).
+//!   Heads are rewritten in place in the memtable (RocksDB's `inplace_update_support`
+//!   on this column family), so a key updated many times between flushes has one
+//!   memtable entry, not one per update for every scan to step over. An iterator
+//!   may then read a value while it is being overwritten: the checksum detects such a
+//!   torn read, and the reader reads the head again with a point read (which RocksDB
+//!   serialises with the update). Heads written before this layout have no checksum
+//!   (17 bytes); they are never rewritten in place (a new value is longer), so they
+//!   cannot be torn.
 //! * `lease_keys` lists, for each lease, the keys whose latest version is attached to it.
 //! * Revisions are positive `i64` values stored as `u64`.
 //!
@@ -71,6 +79,11 @@ pub const FORMAT_WITHOUT_HEADS: u64 = 1;
 const TAG_PUT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;
 const REV_LEN: usize = 16;
+/// The part of a head value its checksum covers (revision and tag); also the whole
+/// length of a head written before heads had a checksum.
+const HEAD_CHECKED_LEN: usize = REV_LEN + 1;
+/// A head value: revision, tag, checksum.
+const HEAD_LEN: usize = HEAD_CHECKED_LEN + 4;
 
 /// Key of a version in `kv`.
 pub fn kv_key(user_key: &[u8], rev: Revision) -> Vec<u8> {
@@ -93,23 +106,56 @@ pub fn kv_lower_bound(user_key: &[u8]) -> Vec<u8> {
 }
 
 /// The `head` value naming version `rev` of a key.
-pub fn head_value(rev: Revision, tombstone: bool) -> [u8; REV_LEN + 1] {
-    let mut out = [0u8; REV_LEN + 1];
+pub fn head_value(rev: Revision, tombstone: bool) -> [u8; HEAD_LEN] {
+    let mut out = [0u8; HEAD_LEN];
     out[..8].copy_from_slice(&(rev.main as u64).to_be_bytes());
     out[8..REV_LEN].copy_from_slice(&(rev.sub as u64).to_be_bytes());
     out[REV_LEN] = if tombstone { TAG_TOMBSTONE } else { TAG_PUT };
+    let crc = crc32fast::hash(&out[..HEAD_CHECKED_LEN]);
+    out[HEAD_CHECKED_LEN..].copy_from_slice(&crc.to_be_bytes());
     out
 }
 
-/// Parses a `head` value (`key` is for the error message): the revision of the
-/// key's newest version and whether it is a tombstone.
-pub fn parse_head_value(key: &[u8], value: &[u8]) -> Result<(Revision, bool)> {
-    if value.len() != REV_LEN + 1 || !matches!(value[REV_LEN], TAG_PUT | TAG_TOMBSTONE) {
-        return Err(malformed(CF_HEAD, key, "bad head value"));
+/// What a `head` value read from RocksDB says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRead {
+    /// The revision of the key's newest version, and whether it is a tombstone.
+    Newest(Revision, bool),
+    /// The checksum does not match: an iterator read the value while the apply path
+    /// rewrote it in place. Read it again with a point read.
+    Torn,
+}
+
+impl HeadRead {
+    /// The head of a point read, which cannot be torn (RocksDB serialises it with
+    /// in-place updates): a checksum mismatch there is damage (`key` names it).
+    pub fn settled(self, key: &[u8]) -> Result<(Revision, bool)> {
+        match self {
+            HeadRead::Newest(rev, tombstone) => Ok((rev, tombstone)),
+            HeadRead::Torn => Err(malformed(CF_HEAD, key, "head checksum mismatch")),
+        }
     }
-    let main = u64::from_be_bytes(value[..8].try_into().expect("8 bytes")) as i64;
-    let sub = u64::from_be_bytes(value[8..REV_LEN].try_into().expect("8 bytes")) as i64;
-    Ok((Revision { main, sub }, value[REV_LEN] == TAG_TOMBSTONE))
+}
+
+/// Parses a `head` value (`key` is for the error message).
+pub fn parse_head_value(key: &[u8], value: &[u8]) -> Result<HeadRead> {
+    let checked = match value.len() {
+        HEAD_LEN => {
+            let stored = u32::from_be_bytes(value[HEAD_CHECKED_LEN..].try_into().expect("4 bytes"));
+            if crc32fast::hash(&value[..HEAD_CHECKED_LEN]) != stored {
+                return Ok(HeadRead::Torn);
+            }
+            &value[..HEAD_CHECKED_LEN]
+        }
+        HEAD_CHECKED_LEN => value,
+        _ => return Err(malformed(CF_HEAD, key, "bad head length")),
+    };
+    if !matches!(checked[REV_LEN], TAG_PUT | TAG_TOMBSTONE) {
+        return Err(malformed(CF_HEAD, key, "bad head tag"));
+    }
+    let main = u64::from_be_bytes(checked[..8].try_into().expect("8 bytes")) as i64;
+    let sub = u64::from_be_bytes(checked[8..REV_LEN].try_into().expect("8 bytes")) as i64;
+    Ok(HeadRead::Newest(Revision { main, sub }, checked[REV_LEN] == TAG_TOMBSTONE))
 }
 
 /// A seek target after every `kv` version and the `head` of the key encoded as
@@ -278,6 +324,25 @@ mod tests {
         let (enc, rev) = split_kv_key(&a2).unwrap();
         assert_eq!(decode_user_key(enc).unwrap(), b"a");
         assert_eq!(rev, Revision { main: 2, sub: 0 });
+    }
+
+    #[test]
+    fn heads_round_trip_and_a_torn_head_is_detected() {
+        let rev = Revision { main: 7, sub: 2 };
+        let head = head_value(rev, true);
+        assert_eq!(parse_head_value(b"k", &head).unwrap(), HeadRead::Newest(rev, true));
+        // A read that saw part of the old value and part of the new one.
+        let newer = head_value(Revision { main: 9, sub: 0 }, false);
+        let mut torn = head;
+        torn[REV_LEN..].copy_from_slice(&newer[REV_LEN..]);
+        assert_eq!(parse_head_value(b"k", &torn).unwrap(), HeadRead::Torn);
+        assert!(matches!(HeadRead::Torn.settled(b"k"), Err(StoreError::Malformed { .. })));
+        // A head written before heads had a checksum.
+        assert_eq!(parse_head_value(b"k", &head[..HEAD_CHECKED_LEN]).unwrap(), HeadRead::Newest(rev, true));
+        assert!(parse_head_value(b"k", &head[..5]).is_err());
+        let mut bad_tag = head[..HEAD_CHECKED_LEN].to_vec();
+        bad_tag[REV_LEN] = 9;
+        assert!(parse_head_value(b"k", &bad_tag).is_err());
     }
 
     #[test]

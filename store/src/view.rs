@@ -19,7 +19,7 @@ use crate::key_range::KeyRange;
 use crate::keycodec;
 use crate::latest::LatestCache;
 use crate::revision::Revision;
-use crate::schema::{self, KvRecord, CF_HEAD, CF_KV};
+use crate::schema::{self, HeadRead, KvRecord, CF_HEAD, CF_KV};
 
 /// A stored version together with its key and revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,10 +118,9 @@ impl<'a> View<'a> {
     /// between the two reads: then the caller seeks.
     fn version_from_head(&self, key: &[u8]) -> Result<HeadLookup> {
         let encoded = schema::kv_lower_bound(key);
-        let head = self.engine.get_with(CF_HEAD, &encoded, |v| schema::parse_head_value(&encoded, v))?;
-        let rev = match head {
+        let rev = match self.point_read_head(&encoded)? {
             None => return Ok(HeadLookup::Found(None)),
-            Some(parsed) => parsed?.0,
+            Some((rev, _)) => rev,
         };
         if rev.main > self.rev {
             return Ok(HeadLookup::MustSeek);
@@ -134,6 +133,11 @@ impl<'a> View<'a> {
             // Compaction removed a deleted key's tombstone after we read its head.
             None => Ok(HeadLookup::MustSeek),
         }
+    }
+
+    /// The head of the key encoded as `encoded`, by a point read (never torn).
+    fn point_read_head(&self, encoded: &[u8]) -> Result<Option<(Revision, bool)>> {
+        self.engine.get_with(CF_HEAD, encoded, |v| schema::parse_head_value(encoded, v)?.settled(encoded))?.transpose()
     }
 
     /// [`View::version_of`] by seeking the `kv` versions of `key`.
@@ -266,9 +270,15 @@ impl<'a> View<'a> {
         it.seek(from);
         while it.valid() {
             let enc = it.key().expect("valid iterator");
-            let (rev, tombstone) = schema::parse_head_value(enc, it.value().expect("valid iterator"))?;
-            let live =
-                if rev.main <= self.rev { !tombstone } else { self.get(&schema::decode_user_key(enc)?)?.is_some() };
+            let head = match schema::parse_head_value(enc, it.value().expect("valid iterator"))? {
+                HeadRead::Newest(rev, tombstone) => Some((rev, tombstone)),
+                HeadRead::Torn => self.point_read_head(enc)?,
+            };
+            let live = match head {
+                Some((rev, tombstone)) if rev.main <= self.rev => !tombstone,
+                // Changed after the view's revision, or compaction just removed it.
+                _ => self.get(&schema::decode_user_key(enc)?)?.is_some(),
+            };
             if live {
                 if let Some(end) = end_of_phase(visit(None), Detail::Presence, enc) {
                     return Ok(end);
