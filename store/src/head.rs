@@ -1,5 +1,5 @@
 //! Building the `head` column family (the newest version of every key, see
-//! [`crate::schema`]) for a store written before it existed.
+//! [`crate::schema`]) for a store written before heads existed or held versions.
 
 use rocksdb::WriteBatch;
 
@@ -11,7 +11,7 @@ use crate::schema::{self, CF_HEAD, CF_KV, CF_META};
 const HEADS_PER_BATCH: usize = 10_000;
 
 /// Writes the head of every key from `kv` (each key's first, i.e. newest, version),
-/// then records the current format. Idempotent: a crash part-way leaves the old
+/// replacing any older-format head, then records the current format. Idempotent: a crash part-way leaves the old
 /// format recorded, and the next open builds again.
 pub fn build(engine: &Engine) -> Result<u64> {
     let mut it = engine.iter(CF_KV, None);
@@ -21,9 +21,9 @@ pub fn build(engine: &Engine) -> Result<u64> {
     while it.valid() {
         let raw = it.key().expect("valid iterator");
         let (enc, rev) = schema::split_kv_key(raw)?;
-        let tombstone = schema::is_tombstone(it.value().expect("valid iterator"));
+        let head = schema::head_value(rev, it.value().expect("valid iterator"));
         let enc = enc.to_vec();
-        batch.put_cf(engine.cf(CF_HEAD), &enc, schema::head_value(rev, tombstone));
+        batch.put_cf(engine.cf(CF_HEAD), &enc, head);
         written += 1;
         if written.is_multiple_of(HEADS_PER_BATCH as u64) {
             engine.write(std::mem::take(&mut batch))?;

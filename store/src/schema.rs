@@ -9,27 +9,28 @@
 //! | `lease` | `be64(lease_id)` | `varint(ttl_seconds)` |
 //! | `lease_keys` | `be64(lease_id) ++ raw user key` | empty |
 //! | `meta` | one of the `META_*` names | see each constant |
-//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ tag ++ be32(crc32 of those 17 bytes)` of the key's newest version |
+//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++` [`KvRecord`] `++ be32(crc32 of what precedes)`: the key's newest version, whole |
 //!
 //! * `kv` holds every retained version of every key. Revisions are stored inverted, so
 //!   for one user key the newest version comes first and "the version visible at
 //!   revision R" is a single seek to `memcmp(key) ++ be64(!R)`.
 //! * `rev` indexes the same versions by revision for watch replay and compaction;
 //!   an entry exists exactly when the `kv` version it names exists.
-//! * `head` names the newest version of every key that has one; `tag` says whether
-//!   it is a tombstone. It lets counting and listing at a revision visit one entry per
-//!   key instead of stepping over every retained version. A head is written in the
-//!   same batch as the version it names; compaction deletes a head only together with
-//!   the tombstone it names (under the store's apply lock, so no newer version can
-//!   slip in between).
+//! * `head` holds the newest version of every key that has one, whole (a copy of its
+//!   `kv` entry, tombstones included). Reading at a revision not older than a key's
+//!   newest version (the usual case: the current revision) needs only its head: a
+//!   single-key read is one point read, and counting and listing visit one entry per
+//!   key instead of stepping over every retained version in `kv`. A head is written
+//!   in the same batch as the version it copies; compaction deletes a head only
+//!   together with the tombstone it holds (under the store's apply lock, so no newer
+//!   version can slip in between).
 //!   Heads are rewritten in place in the memtable (RocksDB's `inplace_update_support`
-//!   on this column family), so a key updated many times between flushes has one
-//!   memtable entry, not one per update for every scan to step over. An iterator
-//!   may then read a value while it is being overwritten: the checksum detects such a
-//!   torn read, and the reader reads the head again with a point read (which RocksDB
-//!   serialises with the update). Heads written before this layout have no checksum
-//!   (17 bytes); they are never rewritten in place (a new value is longer), so they
-//!   cannot be torn.
+//!   on this column family) when the new value is not longer, so a key updated many
+//!   times between flushes usually has one memtable entry, not one per update for
+//!   every scan to step over. An iterator may then read a value while it is being
+//!   overwritten: the checksum detects such a torn read (the reader checks its own
+//!   copy of the bytes), and the reader reads the head again with a point read, which
+//!   RocksDB serialises with the update.
 //! * `lease_keys` lists, for each lease, the keys whose latest version is attached to it.
 //! * Revisions are positive `i64` values stored as `u64`.
 //!
@@ -70,20 +71,20 @@ pub const META_APPLIED: &[u8] = b"applied";
 /// JSON list of active alarms.
 pub const META_ALARMS: &[u8] = b"alarms";
 
-/// The layout version written by this code. Version 1 had no `head` column family;
-/// opening such a store builds it (see `head::build`).
-pub const FORMAT_VERSION: u64 = 2;
+/// The layout version written by this code. Version 1 had no `head` column family,
+/// version 2 had heads naming the newest version without holding it; opening such a
+/// store (re)builds every head (see `head::build`).
+pub const FORMAT_VERSION: u64 = 3;
 /// The last layout version without `head`.
 pub const FORMAT_WITHOUT_HEADS: u64 = 1;
+/// The last layout version whose heads only named the newest version.
+pub const FORMAT_WITH_NAMING_HEADS: u64 = 2;
 
 const TAG_PUT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;
 const REV_LEN: usize = 16;
-/// The part of a head value its checksum covers (revision and tag); also the whole
-/// length of a head written before heads had a checksum.
-const HEAD_CHECKED_LEN: usize = REV_LEN + 1;
-/// A head value: revision, tag, checksum.
-const HEAD_LEN: usize = HEAD_CHECKED_LEN + 4;
+/// Length of a head's checksum.
+const HEAD_CRC_LEN: usize = 4;
 
 /// Key of a version in `kv`.
 pub fn kv_key(user_key: &[u8], rev: Revision) -> Vec<u8> {
@@ -105,57 +106,57 @@ pub fn kv_lower_bound(user_key: &[u8]) -> Vec<u8> {
     keycodec::encode(user_key)
 }
 
-/// The `head` value naming version `rev` of a key.
-pub fn head_value(rev: Revision, tombstone: bool) -> [u8; HEAD_LEN] {
-    let mut out = [0u8; HEAD_LEN];
-    out[..8].copy_from_slice(&(rev.main as u64).to_be_bytes());
-    out[8..REV_LEN].copy_from_slice(&(rev.sub as u64).to_be_bytes());
-    out[REV_LEN] = if tombstone { TAG_TOMBSTONE } else { TAG_PUT };
-    let crc = crc32fast::hash(&out[..HEAD_CHECKED_LEN]);
-    out[HEAD_CHECKED_LEN..].copy_from_slice(&crc.to_be_bytes());
+/// The `head` value holding version `rev` of a key, whose `kv` value (a
+/// [`KvRecord`], encoded) is `record`.
+pub fn head_value(rev: Revision, record: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REV_LEN + record.len() + HEAD_CRC_LEN);
+    out.extend_from_slice(&(rev.main as u64).to_be_bytes());
+    out.extend_from_slice(&(rev.sub as u64).to_be_bytes());
+    out.extend_from_slice(record);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
     out
 }
 
 /// What a `head` value read from RocksDB says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadRead {
-    /// The revision of the key's newest version, and whether it is a tombstone.
-    Newest(Revision, bool),
+pub enum HeadRead<'a> {
+    /// The revision of the key's newest version and its encoded [`KvRecord`] (see
+    /// [`is_tombstone`], [`KvRecord::decode`]).
+    Newest(Revision, &'a [u8]),
     /// The checksum does not match: an iterator read the value while the apply path
     /// rewrote it in place. Read it again with a point read.
     Torn,
 }
 
-impl HeadRead {
+impl<'a> HeadRead<'a> {
     /// The head of a point read, which cannot be torn (RocksDB serialises it with
     /// in-place updates): a checksum mismatch there is damage (`key` names it).
-    pub fn settled(self, key: &[u8]) -> Result<(Revision, bool)> {
+    pub fn settled(self, key: &[u8]) -> Result<(Revision, &'a [u8])> {
         match self {
-            HeadRead::Newest(rev, tombstone) => Ok((rev, tombstone)),
+            HeadRead::Newest(rev, record) => Ok((rev, record)),
             HeadRead::Torn => Err(malformed(CF_HEAD, key, "head checksum mismatch")),
         }
     }
 }
 
-/// Parses a `head` value (`key` is for the error message).
-pub fn parse_head_value(key: &[u8], value: &[u8]) -> Result<HeadRead> {
-    let checked = match value.len() {
-        HEAD_LEN => {
-            let stored = u32::from_be_bytes(value[HEAD_CHECKED_LEN..].try_into().expect("4 bytes"));
-            if crc32fast::hash(&value[..HEAD_CHECKED_LEN]) != stored {
-                return Ok(HeadRead::Torn);
-            }
-            &value[..HEAD_CHECKED_LEN]
-        }
-        HEAD_CHECKED_LEN => value,
-        _ => return Err(malformed(CF_HEAD, key, "bad head length")),
-    };
-    if !matches!(checked[REV_LEN], TAG_PUT | TAG_TOMBSTONE) {
+/// Parses a `head` value (`key` is for the error message). A value read through an
+/// iterator must be the caller's own copy: checked and parsed bytes must be the same.
+pub fn parse_head_value<'a>(key: &[u8], value: &'a [u8]) -> Result<HeadRead<'a>> {
+    if value.len() < REV_LEN + 1 + HEAD_CRC_LEN {
+        return Err(malformed(CF_HEAD, key, "head too short"));
+    }
+    let (checked, crc) = value.split_at(value.len() - HEAD_CRC_LEN);
+    if crc32fast::hash(checked) != u32::from_be_bytes(crc.try_into().expect("4 bytes")) {
+        return Ok(HeadRead::Torn);
+    }
+    let (rev, record) = checked.split_at(REV_LEN);
+    if !matches!(record[0], TAG_PUT | TAG_TOMBSTONE) {
         return Err(malformed(CF_HEAD, key, "bad head tag"));
     }
-    let main = u64::from_be_bytes(checked[..8].try_into().expect("8 bytes")) as i64;
-    let sub = u64::from_be_bytes(checked[8..REV_LEN].try_into().expect("8 bytes")) as i64;
-    Ok(HeadRead::Newest(Revision { main, sub }, checked[REV_LEN] == TAG_TOMBSTONE))
+    let main = u64::from_be_bytes(rev[..8].try_into().expect("8 bytes")) as i64;
+    let sub = u64::from_be_bytes(rev[8..].try_into().expect("8 bytes")) as i64;
+    Ok(HeadRead::Newest(Revision { main, sub }, record))
 }
 
 /// A seek target after every `kv` version and the `head` of the key encoded as
@@ -329,20 +330,23 @@ mod tests {
     #[test]
     fn heads_round_trip_and_a_torn_head_is_detected() {
         let rev = Revision { main: 7, sub: 2 };
-        let head = head_value(rev, true);
-        assert_eq!(parse_head_value(b"k", &head).unwrap(), HeadRead::Newest(rev, true));
+        let record = KvRecord { tombstone: false, create_revision: 3, version: 2, lease: 0, value: "old".into() };
+        let head = head_value(rev, &record.encode());
+        let HeadRead::Newest(got_rev, got) = parse_head_value(b"k", &head).unwrap() else { panic!("torn") };
+        assert_eq!((got_rev, KvRecord::decode(b"k", got).unwrap()), (rev, record));
         // A read that saw part of the old value and part of the new one.
-        let newer = head_value(Revision { main: 9, sub: 0 }, false);
-        let mut torn = head;
-        torn[REV_LEN..].copy_from_slice(&newer[REV_LEN..]);
+        let newer = KvRecord { tombstone: true, create_revision: 0, version: 0, lease: 0, value: "".into() };
+        let newer = head_value(Revision { main: 9, sub: 0 }, &newer.encode());
+        let mut torn = head.clone();
+        torn[..newer.len()].copy_from_slice(&newer);
+        torn[..8].copy_from_slice(&head[..8]);
         assert_eq!(parse_head_value(b"k", &torn).unwrap(), HeadRead::Torn);
         assert!(matches!(HeadRead::Torn.settled(b"k"), Err(StoreError::Malformed { .. })));
-        // A head written before heads had a checksum.
-        assert_eq!(parse_head_value(b"k", &head[..HEAD_CHECKED_LEN]).unwrap(), HeadRead::Newest(rev, true));
         assert!(parse_head_value(b"k", &head[..5]).is_err());
-        let mut bad_tag = head[..HEAD_CHECKED_LEN].to_vec();
-        bad_tag[REV_LEN] = 9;
+        let mut bad_tag = head_value(rev, &[9, 0, 0, 0]);
         assert!(parse_head_value(b"k", &bad_tag).is_err());
+        bad_tag[0] ^= 1;
+        assert_eq!(parse_head_value(b"k", &bad_tag).unwrap(), HeadRead::Torn);
     }
 
     #[test]

@@ -658,9 +658,9 @@ impl LoadedState {
                 engine.flush()?;
             }
             Some(schema::FORMAT_VERSION) => {}
-            Some(schema::FORMAT_WITHOUT_HEADS) => {
+            Some(old @ (schema::FORMAT_WITHOUT_HEADS | schema::FORMAT_WITH_NAMING_HEADS)) => {
                 let heads = crate::head::build(engine)?;
-                tracing::info!(heads, dir = %dir.display(), "built the key head index of a format-1 store");
+                tracing::info!(heads, dir = %dir.display(), "built the key heads of a format-{old} store");
             }
             Some(other) => {
                 return Err(StoreError::Unusable(format!(

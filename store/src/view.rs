@@ -1,13 +1,14 @@
 //! Reading the MVCC keyspace as it was at one revision.
 //!
 //! A version of a key is visible at revision `R` when it is the newest version with
-//! `main <= R`; a visible tombstone means the key does not exist at `R`. A scan is one
-//! RocksDB iterator; a single-key read is a point read of the key's `head` and then of
-//! the version it names. Either way new versions written concurrently have `main > R`
-//! and are skipped (a head newer than `R` sends the read to an iterator), and the only
-//! deletions (compaction) remove versions invisible at every revision the caller may
-//! read (the caller checks the compaction revision, see `Store`) and never a key's
-//! newest version unless it is a tombstone, whose head goes in the same batch.
+//! `main <= R`; a visible tombstone means the key does not exist at `R`. Every read
+//! starts from the key's `head` (its newest version, whole): when that is not newer
+//! than `R` it is the answer, otherwise the read seeks the key's versions in `kv`.
+//! New versions written concurrently have `main > R` and send the read to `kv`, where
+//! they are skipped; the only deletions (compaction) remove versions invisible at
+//! every revision the caller may read (the caller checks the compaction revision, see
+//! `Store`) and never a key's newest version unless it is a tombstone, whose head goes
+//! in the same batch.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -98,46 +99,36 @@ impl<'a> View<'a> {
 
     /// The newest version of `key` at or below the view's revision, tombstones included.
     ///
-    /// Usually two point reads: the key's `head` and, when that version is visible
-    /// at the view's revision, exactly that `kv` entry (found through the bloom
-    /// filters, no iterator). Only a view older than the key's newest version seeks.
+    /// Usually one point read, of the key's `head` (through the bloom filters in SST
+    /// files and memtables, no iterator). Only a view older than the key's newest
+    /// version seeks in `kv`.
     pub fn version_of(&self, key: &[u8]) -> Result<Option<Version>> {
         if let Some(v) = self.cached_newest(key) {
             return Ok(Some(v));
         }
-        match self.version_from_head(key)? {
-            HeadLookup::Found(v) => Ok(v),
-            HeadLookup::MustSeek => self.seek_version_of(key),
-        }
-    }
-
-    /// [`View::version_of`] through the key's `head`. A missing head means the key
-    /// has no version at all (heads are written with every version; compaction drops
-    /// a head only with the last versions of a deleted key). The newest version never
-    /// disappears while it is the head, except a tombstone that compaction removes
-    /// between the two reads: then the caller seeks.
-    fn version_from_head(&self, key: &[u8]) -> Result<HeadLookup> {
         let encoded = schema::kv_lower_bound(key);
-        let rev = match self.point_read_head(&encoded)? {
-            None => return Ok(HeadLookup::Found(None)),
-            Some((rev, _)) => rev,
-        };
-        if rev.main > self.rev {
-            return Ok(HeadLookup::MustSeek);
-        }
-        let raw_key = schema::kv_key(key, rev);
-        match self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))? {
-            Some(record) => {
-                Ok(HeadLookup::Found(Some(Version { key: Bytes::copy_from_slice(key), rev, record: record? })))
-            }
-            // Compaction removed a deleted key's tombstone after we read its head.
-            None => Ok(HeadLookup::MustSeek),
+        let from_head = self.engine.get_with(CF_HEAD, &encoded, |value| -> Result<Option<Version>> {
+            let (rev, record) = schema::parse_head_value(&encoded, value)?.settled(&encoded)?;
+            self.visible_head(key, rev, record)
+        })?;
+        match from_head.transpose()? {
+            // A missing head means the key has no version at all (heads are written
+            // with every version; compaction drops a head only with the last versions
+            // of a deleted key).
+            None => Ok(None),
+            Some(Some(v)) => Ok(Some(v)),
+            Some(None) => self.seek_version_of(key),
         }
     }
 
-    /// The head of the key encoded as `encoded`, by a point read (never torn).
-    fn point_read_head(&self, encoded: &[u8]) -> Result<Option<(Revision, bool)>> {
-        self.engine.get_with(CF_HEAD, encoded, |v| schema::parse_head_value(encoded, v)?.settled(encoded))?.transpose()
+    /// The version a head holds, if it is visible at the view's revision (`None`:
+    /// the key changed after it, look in `kv`).
+    fn visible_head(&self, key: &[u8], rev: Revision, record: &[u8]) -> Result<Option<Version>> {
+        if rev.main > self.rev {
+            return Ok(None);
+        }
+        let record = KvRecord::decode(key, record)?;
+        Ok(Some(Version { key: Bytes::copy_from_slice(key), rev, record }))
     }
 
     /// [`View::version_of`] by seeking the `kv` versions of `key`.
@@ -188,12 +179,12 @@ impl<'a> View<'a> {
     /// Calls `visit` for every live version visible in `range`, in key order. `visit`
     /// returns the detail it needs for the next versions, or `None` to stop.
     ///
-    /// Full versions come from `kv`; mere presence (counting) comes from `head`, one
-    /// entry per key, so a count does not step over every retained version.
+    /// One `head` entry per key: a head not newer than the view is the visible
+    /// version itself, so neither listing nor counting steps over retained versions.
     pub fn scan(
         &self,
         range: &KeyRange,
-        detail: Detail,
+        mut detail: Detail,
         mut visit: impl FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()> {
         if range.is_empty() {
@@ -205,129 +196,55 @@ impl<'a> View<'a> {
             }
             return Ok(());
         }
-        let upper = range.end().map(keycodec::encode);
-        let mut phase = (detail, schema::kv_lower_bound(range.start()));
-        loop {
-            let (detail, from) = &phase;
-            let end = match detail {
-                Detail::Full => self.scan_versions(from, upper.clone(), &mut visit)?,
-                Detail::Presence => self.scan_heads(from, upper.clone(), &mut visit)?,
-            };
-            match end {
-                Some(next) => phase = next,
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// The full-detail part of [`View::scan`], from the encoded key `from`. Returns
-    /// how it ended: `visit` asked for mere presence, or to stop, or the range ended.
-    fn scan_versions(
-        &self,
-        from: &[u8],
-        upper: Option<Vec<u8>>,
-        visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
-    ) -> Result<PhaseEnd> {
-        let mut it = self.engine.iter(CF_KV, upper);
-        it.seek(from);
-        while it.valid() {
-            let raw_key = it.key().expect("valid iterator");
-            let (enc, rev) = schema::split_kv_key(raw_key)?;
-            if rev.main > self.rev {
-                // Versions newer than the view: jump to the newest one at or below it.
-                let mut target = enc.to_vec();
-                target.extend_from_slice(&(!(self.rev as u64)).to_be_bytes());
-                target.extend_from_slice(&[0u8; 8]);
-                it.seek(&target);
-                continue;
-            }
-            let enc = enc.to_vec();
-            let value = it.value().expect("valid iterator");
-            if !schema::is_tombstone(value) {
-                let record = KvRecord::decode(raw_key, value)?;
-                let key = Bytes::from(schema::decode_user_key(&enc)?);
-                if let Some(end) = end_of_phase(visit(Some(Version { key, rev, record })), Detail::Full, &enc) {
-                    return Ok(end);
-                }
-            }
-            skip_older_versions(&mut it, &enc);
-        }
-        it.status()?;
-        Ok(None)
-    }
-
-    /// The presence part of [`View::scan`], from the encoded key `from`: one `head`
-    /// entry per key. A head newer than the view (the key changed since) falls back
-    /// to looking up the version visible at the view's revision. Returns
-    /// how it ended: `visit` asked for full versions, or to stop, or the range ended.
-    fn scan_heads(
-        &self,
-        from: &[u8],
-        upper: Option<Vec<u8>>,
-        visit: &mut impl FnMut(Option<Version>) -> Option<Detail>,
-    ) -> Result<PhaseEnd> {
-        let mut it = self.engine.iter(CF_HEAD, upper);
-        it.seek(from);
+        let mut it = self.engine.iter(CF_HEAD, range.end().map(keycodec::encode));
+        it.seek(schema::kv_lower_bound(range.start()));
+        // The head being looked at, copied: the apply path may rewrite it in place.
+        let mut head = Vec::new();
         while it.valid() {
             let enc = it.key().expect("valid iterator");
-            let head = match schema::parse_head_value(enc, it.value().expect("valid iterator"))? {
-                HeadRead::Newest(rev, tombstone) => Some((rev, tombstone)),
-                HeadRead::Torn => self.point_read_head(enc)?,
-            };
-            let live = match head {
-                Some((rev, tombstone)) if rev.main <= self.rev => !tombstone,
-                // Changed after the view's revision, or compaction just removed it.
-                _ => self.get(&schema::decode_user_key(enc)?)?.is_some(),
-            };
-            if live {
-                if let Some(end) = end_of_phase(visit(None), Detail::Presence, enc) {
-                    return Ok(end);
+            head.clear();
+            head.extend_from_slice(it.value().expect("valid iterator"));
+            if let Some(item) = self.visible_in_scan(enc, &mut head, detail)? {
+                match visit(item) {
+                    Some(next) => detail = next,
+                    None => return Ok(()),
                 }
             }
             it.next();
         }
-        it.status()?;
-        Ok(None)
+        Ok(it.status()?)
     }
-}
 
-/// What a key's `head` says about the version a view sees.
-enum HeadLookup {
-    /// The newest version is visible at the view's revision (or the key has none).
-    Found(Option<Version>),
-    /// The key changed after the view's revision (or compaction just removed it):
-    /// the view must seek.
-    MustSeek,
-}
-
-/// How a phase of [`View::scan`] ended: `None` when the scan is over, or the detail
-/// to go on with and the seek target to go on from.
-type PhaseEnd = Option<(Detail, Vec<u8>)>;
-
-/// What `answer` (from `visit`, for the key encoded as `encoded`) means for a scan
-/// phase reading at `phase` detail: `None` to go on in this phase, or how it ends.
-fn end_of_phase(answer: Option<Detail>, phase: Detail, encoded: &[u8]) -> Option<PhaseEnd> {
-    match answer {
-        Some(d) if d == phase => None,
-        Some(d) => Some(Some((d, schema::after_key(encoded)))),
-        None => Some(None),
-    }
-}
-
-/// Moves the iterator past every remaining version of the key encoded as `enc`.
-fn skip_older_versions(it: &mut rocksdb::DBRawIterator<'_>, enc: &[u8]) {
-    const NEXT_BEFORE_SEEK: usize = 4;
-    for _ in 0..NEXT_BEFORE_SEEK {
-        it.next();
-        match it.key() {
-            Some(k) if k.starts_with(enc) => continue,
-            _ => return,
+    /// For [`View::scan`]: whether the key encoded as `enc`, whose head an iterator
+    /// read as `head`, is live at the view's revision (`None`: not), and at `detail`
+    /// its version.
+    fn visible_in_scan(&self, enc: &[u8], head: &mut Vec<u8>, detail: Detail) -> Result<Option<Option<Version>>> {
+        let mut parsed = schema::parse_head_value(enc, head)?;
+        if parsed == HeadRead::Torn {
+            let mut reread = Vec::new();
+            if self.engine.get_with(CF_HEAD, enc, |v| reread.extend_from_slice(v))?.is_none() {
+                // Compaction removed the deleted key meanwhile.
+                return Ok(None);
+            }
+            *head = reread;
+            parsed = schema::parse_head_value(enc, head)?;
         }
-    }
-    let mut last = enc.to_vec();
-    last.extend_from_slice(&[0xff; 16]);
-    it.seek(&last);
-    if it.key() == Some(last.as_slice()) {
-        it.next();
+        let (rev, record) = parsed.settled(enc)?;
+        if rev.main <= self.rev {
+            if schema::is_tombstone(record) {
+                return Ok(None);
+            }
+            return Ok(Some(match detail {
+                Detail::Presence => None,
+                Detail::Full => Some(Version {
+                    key: Bytes::from(schema::decode_user_key(enc)?),
+                    rev,
+                    record: KvRecord::decode(enc, record)?,
+                }),
+            }));
+        }
+        // The key changed after the view's revision.
+        let version = self.seek_version_of(&schema::decode_user_key(enc)?)?;
+        Ok(version.filter(|v| !v.record.tombstone).map(|v| (detail == Detail::Full).then_some(v)))
     }
 }

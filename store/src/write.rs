@@ -289,10 +289,10 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn write_version(&mut self, v: &Version) {
-        self.put_raw(CF_KV, schema::kv_key(&v.key, v.rev), v.record.encode());
+        let record = v.record.encode();
+        self.put_raw(CF_HEAD, schema::kv_lower_bound(&v.key), schema::head_value(v.rev, &record));
+        self.put_raw(CF_KV, schema::kv_key(&v.key, v.rev), record);
         self.put_raw(CF_REV, schema::rev_key(v.rev).to_vec(), v.key.to_vec());
-        let head = schema::head_value(v.rev, v.record.tombstone);
-        self.put_raw(CF_HEAD, schema::kv_lower_bound(&v.key), head.to_vec());
     }
 
     fn relink_lease(&mut self, key: &[u8], old: i64, new: i64) {
