@@ -20,7 +20,7 @@ use crate::key_range::KeyRange;
 use crate::keycodec;
 use crate::latest::LatestCache;
 use crate::revision::Revision;
-use crate::schema::{self, HeadRead, KvRecord, CF_HEAD, CF_KV};
+use crate::schema::{self, HeadBody, HeadRead, KvRecord, CF_HEAD, CF_KV};
 
 /// A stored version together with its key and revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,26 +108,34 @@ impl<'a> View<'a> {
         }
         let encoded = schema::kv_lower_bound(key);
         let from_head = self.engine.get_with(CF_HEAD, &encoded, |value| -> Result<Option<Version>> {
-            let (rev, record) = schema::parse_head_value(&encoded, value)?.settled(&encoded)?;
-            self.visible_head(key, rev, record)
+            let (rev, body) = schema::parse_head_value(&encoded, value)?.settled(&encoded)?;
+            self.version_from_head(key, rev, body)
         })?;
-        match from_head.transpose()? {
-            // A missing head means the key has no version at all (heads are written
-            // with every version; compaction drops a head only with the last versions
-            // of a deleted key).
-            None => Ok(None),
-            Some(Some(v)) => Ok(Some(v)),
-            Some(None) => self.seek_version_of(key),
-        }
+        // A missing head means the key has no version at all (heads are written with
+        // every version; compaction drops a head only with the last versions of a
+        // deleted key).
+        Ok(from_head.transpose()?.flatten())
     }
 
-    /// The version a head holds, if it is visible at the view's revision (`None`:
-    /// the key changed after it, look in `kv`).
-    fn visible_head(&self, key: &[u8], rev: Revision, record: &[u8]) -> Result<Option<Version>> {
+    /// The version of `key` visible at the view's revision, tombstones included,
+    /// given the key's head (`rev`, `body`): the head's own version when it is not
+    /// newer than the view (fetched from `kv` when the head only names it), else the
+    /// one found by seeking the key's versions in `kv`.
+    fn version_from_head(&self, key: &[u8], rev: Revision, body: HeadBody<'_>) -> Result<Option<Version>> {
         if rev.main > self.rev {
-            return Ok(None);
+            return self.seek_version_of(key);
         }
-        let record = KvRecord::decode(key, record)?;
+        let record = match body {
+            HeadBody::Whole(record) => KvRecord::decode(key, record)?,
+            HeadBody::Named => {
+                let raw_key = schema::kv_key(key, rev);
+                match self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))? {
+                    Some(record) => record?,
+                    // The newest version of a key is removed only with its head.
+                    None => return self.seek_version_of(key),
+                }
+            }
+        };
         Ok(Some(Version { key: Bytes::copy_from_slice(key), rev, record }))
     }
 
@@ -229,22 +237,11 @@ impl<'a> View<'a> {
             *head = reread;
             parsed = schema::parse_head_value(enc, head)?;
         }
-        let (rev, record) = parsed.settled(enc)?;
-        if rev.main <= self.rev {
-            if schema::is_tombstone(record) {
-                return Ok(None);
-            }
-            return Ok(Some(match detail {
-                Detail::Presence => None,
-                Detail::Full => Some(Version {
-                    key: Bytes::from(schema::decode_user_key(enc)?),
-                    rev,
-                    record: KvRecord::decode(enc, record)?,
-                }),
-            }));
+        let (rev, body) = parsed.settled(enc)?;
+        if rev.main <= self.rev && (body.is_tombstone() || detail == Detail::Presence) {
+            return Ok((!body.is_tombstone()).then_some(None));
         }
-        // The key changed after the view's revision.
-        let version = self.seek_version_of(&schema::decode_user_key(enc)?)?;
+        let version = self.version_from_head(&schema::decode_user_key(enc)?, rev, body)?;
         Ok(version.filter(|v| !v.record.tombstone).map(|v| (detail == Detail::Full).then_some(v)))
     }
 }

@@ -73,25 +73,19 @@ fn stored_versions(store: &Store) -> Stored {
     assert_eq!(index, kv_revs, "the rev index names exactly the stored versions");
     // Every key with a stored version has a head naming its newest one, and no other
     // head exists.
-    let mut newest: std::collections::BTreeMap<Vec<u8>, (i64, i64, Vec<u8>)> = Default::default();
+    let mut newest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
     let mut it = engine.iter(CF_KV, None);
     it.seek_to_first();
     while it.valid() {
         let (enc, rev) = schema::split_kv_key(it.key().unwrap()).unwrap();
-        newest.entry(schema::decode_user_key(enc).unwrap()).or_insert((
-            rev.main,
-            rev.sub,
-            it.value().unwrap().to_vec(),
-        ));
+        newest.entry(enc.to_vec()).or_insert_with(|| schema::head_value(rev, it.value().unwrap()));
         it.next();
     }
-    let mut heads: std::collections::BTreeMap<Vec<u8>, (i64, i64, Vec<u8>)> = Default::default();
+    let mut heads: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
     let mut it = engine.iter(CF_HEAD, None);
     it.seek_to_first();
     while it.valid() {
-        let key = it.key().unwrap();
-        let (rev, record) = schema::parse_head_value(key, it.value().unwrap()).unwrap().settled(key).unwrap();
-        heads.insert(schema::decode_user_key(key).unwrap(), (rev.main, rev.sub, record.to_vec()));
+        heads.insert(it.key().unwrap().to_vec(), it.value().unwrap().to_vec());
         it.next();
     }
     assert_eq!(heads, newest, "heads hold exactly each key's newest stored version");
@@ -326,9 +320,9 @@ fn a_store_whose_heads_only_name_versions_gets_them_rebuilt_on_open() {
         it.seek_to_first();
         while it.valid() {
             let key = it.key().unwrap();
-            let (rev, record) = schema::parse_head_value(key, it.value().unwrap()).unwrap().settled(key).unwrap();
+            let (rev, body) = schema::parse_head_value(key, it.value().unwrap()).unwrap().settled(key).unwrap();
             let mut naming = schema::rev_key(rev).to_vec();
-            naming.push(record[0]);
+            naming.push(if body.is_tombstone() { 2 } else { 1 });
             batch.put_cf(engine.cf(CF_HEAD), key, naming);
             it.next();
         }

@@ -27,8 +27,35 @@ use strake_store::StoreError;
 
 /// The small key space: keys that are prefixes of each other so ranges collide.
 pub const KEYS: [&str; 6] = ["a", "ab", "abc", "b", "ba", "c"];
-/// Values (few, so VALUE compares and VALUE sorts see ties).
-pub const VALUES: [&str; 4] = ["", "x", "y", "zz"];
+/// 1,100 bytes (see `VALUES`).
+macro_rules! long_value {
+    () => {
+        concat!(
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!(),
+            hundred!()
+        )
+    };
+}
+/// 100 bytes.
+macro_rules! hundred {
+    () => {
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    };
+}
+/// Values (few, so VALUE compares and VALUE sorts see ties). The last is longer than
+/// a key's head holds whole (`schema::HEAD_WHOLE_RECORD_LIMIT`), so reads of such
+/// versions go through `kv`.
+pub const VALUES: [&str; 5] = ["", "x", "y", "zz", long_value!()];
+
 /// Lease IDs the generators use.
 pub const LEASES: [i64; 3] = [1, 2, 3];
 /// TTL of every granted lease.
