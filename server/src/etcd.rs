@@ -282,9 +282,11 @@ impl EtcdServer {
         Ok(EtcdServer { server, shutdown, client_addrs })
     }
 
-    /// Stops serving and shuts Raft down.
+    /// Stops serving, shuts Raft down, and stops the store's background work (the
+    /// process may exit right after).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         self.server.node.shutdown().await;
+        self.server.store.engine().stop_background_work();
     }
 }

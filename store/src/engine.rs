@@ -308,6 +308,13 @@ impl Engine {
         self.db().property_int_value_cf(self.cf(cf), name).ok().flatten()
     }
 
+    /// Stops RocksDB's flushes and compactions and waits for running ones, before the
+    /// process exits: C++ static destructors run at exit, and a background job still
+    /// running then aborts the process ("pthread lock: Invalid argument").
+    pub fn stop_background_work(&self) {
+        self.db().cancel_all_background_work(true);
+    }
+
     /// Compacts every column family fully: reclaims the space of deleted versions.
     pub fn compact_all(&self) {
         for name in schema::ALL_CFS {
