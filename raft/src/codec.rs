@@ -82,10 +82,15 @@ pub fn decode_entry(buf: &[u8]) -> Result<Entry, CodecError> {
 
 /// The index of an encoded entry, without decoding the rest.
 pub fn entry_index(buf: &[u8]) -> Result<u64, CodecError> {
+    entry_log_id(buf).map(|id| id.index)
+}
+
+/// The log ID of an encoded entry, without decoding the rest.
+pub fn entry_log_id(buf: &[u8]) -> Result<LogId, CodecError> {
     if buf.len() < HEADER_LEN || buf[0] != VERSION {
-        return Err(CodecError("entry header invalid".into()));
+        return Err(CodecError(format!("entry header invalid ({} bytes, version {:?})", buf.len(), buf.first())));
     }
-    Ok(get_u64(buf, 17))
+    Ok(get_log_id(buf, 1))
 }
 
 /// The JSON of a membership, kept by the state machine between changes.

@@ -276,3 +276,40 @@ fn a_truncation_caps_durability_even_behind_a_queued_append() {
     assert_eq!(log.durable_index(), 3);
     assert_eq!(indexes(&mut log, &rt), vec![(1, 1), (1, 2), (2, 3)]);
 }
+
+/// Opening the log checks every record's CRC and entry header but decodes no entry
+/// (decoding 293 MiB of bulk-loaded entries took 2.4 s of a restart): entries are
+/// decoded when read. A payload that does not decode under a valid CRC (written
+/// wrong, not damaged on disk) is then reported for that entry, and the entries
+/// around it still read.
+#[test]
+fn reopening_decodes_entries_only_when_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let log = LogStore::open(dir.path()).unwrap();
+        for i in 0..3 {
+            append(&log, vec![entry(1, i, 100)]);
+        }
+    }
+    // Rewrite entry 1's body (after its 26-byte header) as bytes that are not a
+    // protobuf message, with a CRC that matches them.
+    let path = dir.path().join(format::segment_name(0));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first_len = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let second = format::RECORD_HEADER_LEN + first_len;
+    let len = u32::from_be_bytes(bytes[second..second + 4].try_into().unwrap()) as usize;
+    let payload = second + format::RECORD_HEADER_LEN;
+    bytes[payload + 26..payload + len].fill(0xff);
+    let crc = crc32fast::hash(&bytes[payload..payload + len]);
+    bytes[second + 4..second + 8].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+
+    let mut log = LogStore::open(dir.path()).unwrap();
+    let err = rt.block_on(log.try_get_log_entries(1..2)).unwrap_err();
+    assert!(err.to_string().contains("entry 1"), "{err}");
+    for i in [0, 2] {
+        let got = rt.block_on(log.try_get_log_entries(i..i + 1)).unwrap();
+        assert_eq!(got[0].log_id.index, i);
+    }
+}
