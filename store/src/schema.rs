@@ -111,8 +111,9 @@ pub fn kv_lower_bound(user_key: &[u8]) -> Vec<u8> {
 /// The longest encoded [`KvRecord`] (value plus a few bytes) a head holds whole. A
 /// head of a longer one names the version instead, and readers fetch it from `kv`.
 /// Copying a value into its head costs write volume in proportion to its size, while
-/// what it saves (a `kv` lookup per key read) does not grow with it: loading 2M keys
-/// of 2 KiB values took 57% longer with every value copied, and stalled more.
+/// what it saves (a `kv` lookup per key read) does not grow with it: with every value
+/// copied, 2M keys of 2 KiB took twice the disk and loaded slower than in any run
+/// without (120 s against 76–99 s, BENCHMARKS.md session 11).
 pub const HEAD_WHOLE_RECORD_LIMIT: usize = 1024;
 
 /// The `head` value for version `rev` of a key, whose `kv` value (a [`KvRecord`],

@@ -109,7 +109,7 @@ impl<'a> View<'a> {
         let encoded = schema::kv_lower_bound(key);
         let from_head = self.engine.get_with(CF_HEAD, &encoded, |value| -> Result<Option<Version>> {
             let (rev, body) = schema::parse_head_value(&encoded, value)?.settled(&encoded)?;
-            self.version_from_head(key, rev, body)
+            self.version_from_head(Bytes::copy_from_slice(key), rev, body)
         })?;
         // A missing head means the key has no version at all (heads are written with
         // every version; compaction drops a head only with the last versions of a
@@ -121,22 +121,22 @@ impl<'a> View<'a> {
     /// given the key's head (`rev`, `body`): the head's own version when it is not
     /// newer than the view (fetched from `kv` when the head only names it), else the
     /// one found by seeking the key's versions in `kv`.
-    fn version_from_head(&self, key: &[u8], rev: Revision, body: HeadBody<'_>) -> Result<Option<Version>> {
+    fn version_from_head(&self, key: Bytes, rev: Revision, body: HeadBody<'_>) -> Result<Option<Version>> {
         if rev.main > self.rev {
-            return self.seek_version_of(key);
+            return self.seek_version_of(&key);
         }
         let record = match body {
-            HeadBody::Whole(record) => KvRecord::decode(key, record)?,
+            HeadBody::Whole(record) => KvRecord::decode(&key, record)?,
             HeadBody::Named => {
-                let raw_key = schema::kv_key(key, rev);
+                let raw_key = schema::kv_key(&key, rev);
                 match self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))? {
                     Some(record) => record?,
                     // The newest version of a key is removed only with its head.
-                    None => return self.seek_version_of(key),
+                    None => return self.seek_version_of(&key),
                 }
             }
         };
-        Ok(Some(Version { key: Bytes::copy_from_slice(key), rev, record }))
+        Ok(Some(Version { key, rev, record }))
     }
 
     /// [`View::version_of`] by seeking the `kv` versions of `key`.
@@ -241,7 +241,7 @@ impl<'a> View<'a> {
         if rev.main <= self.rev && (body.is_tombstone() || detail == Detail::Presence) {
             return Ok((!body.is_tombstone()).then_some(None));
         }
-        let version = self.version_from_head(&schema::decode_user_key(enc)?, rev, body)?;
+        let version = self.version_from_head(Bytes::from(schema::decode_user_key(enc)?), rev, body)?;
         Ok(version.filter(|v| !v.record.tombstone).map(|v| (detail == Detail::Full).then_some(v)))
     }
 }
