@@ -194,7 +194,7 @@ impl Engine {
             table.set_pin_top_level_index_and_filter(true);
             if [schema::CF_KV, schema::CF_LEASE, schema::CF_HEAD].contains(name) {
                 table.set_bloom_filter(10.0, false);
-                // Point reads (a key's head, then exactly its newest version) skip
+                // Point reads (a key's head, and a version a head names) skip
                 // memtables that do not hold the key.
                 cf_opts.set_memtable_whole_key_filtering(true);
                 cf_opts.set_memtable_prefix_bloom_ratio(0.05);

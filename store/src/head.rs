@@ -11,8 +11,8 @@ use crate::schema::{self, CF_HEAD, CF_KV, CF_META};
 const HEADS_PER_BATCH: usize = 10_000;
 
 /// Writes the head of every key from `kv` (each key's first, i.e. newest, version),
-/// replacing any older-format head, then records the current format. Idempotent: a crash part-way leaves the old
-/// format recorded, and the next open builds again.
+/// replacing any older-format head, then records the current format. Idempotent: a
+/// crash part-way leaves the old format recorded, and the next open builds again.
 pub fn build(engine: &Engine) -> Result<u64> {
     let mut it = engine.iter(CF_KV, None);
     it.seek_to_first();

@@ -1,6 +1,7 @@
 //! [`LatestCache`]: the newest version of recently written keys, so the apply path
 //! reads a key's previous version (for create revision, version, lease and the
-//! event's `prev_kv`) from memory instead of two RocksDB point reads.
+//! event's `prev_kv`) from memory instead of RocksDB (one point read of the key's
+//! head, two for a value the head only names).
 //!
 //! The apply path uses it under the store's apply lock; single-key reads peek with
 //! `try_lock` (`View::with_latest`). It is filled only
