@@ -2,8 +2,10 @@
 //!
 //! A version of a key is visible at revision `R` when it is the newest version with
 //! `main <= R`; a visible tombstone means the key does not exist at `R`. Every read
-//! starts from the key's `head` (its newest version, whole): when that is not newer
-//! than `R` it is the answer, otherwise the read seeks the key's versions in `kv`.
+//! starts from the key's `head` (its newest version: whole, or named when its record
+//! is long): when that is not newer than `R` it is the answer (a named one is then
+//! read from `kv` by its revision), otherwise the read seeks the key's versions in
+//! `kv`.
 //! New versions written concurrently have `main > R` and send the read to `kv`, where
 //! they are skipped; the only deletions (compaction) remove versions invisible at
 //! every revision the caller may read (the caller checks the compaction revision, see
