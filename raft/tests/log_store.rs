@@ -28,6 +28,15 @@ fn append(log: &LogStore, entries: Vec<Entry>) {
     rx.recv().unwrap().unwrap();
 }
 
+/// Writes entries `0..count` of term 1 (values of `value_len` bytes) to a fresh log in
+/// `dir` and closes it.
+fn write_entries(dir: &std::path::Path, count: u64, value_len: usize) {
+    let log = LogStore::open(dir).unwrap();
+    for i in 0..count {
+        append(&log, vec![entry(1, i, value_len)]);
+    }
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -56,12 +65,7 @@ const BIG: usize = 300 << 10;
 fn segments_roll_and_reopen_keeps_every_entry() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    {
-        let log = LogStore::open(dir.path()).unwrap();
-        for i in 0..500 {
-            append(&log, vec![entry(1, i, BIG)]);
-        }
-    }
+    write_entries(dir.path(), 500, BIG);
     assert!(segments(dir.path()).len() >= 2, "the log rolled into several segments");
     let mut log = LogStore::open(dir.path()).unwrap();
     let got = indexes(&mut log, &rt);
@@ -161,12 +165,7 @@ fn votes_are_durable_and_entries_beyond_the_cache_are_read_from_disk() {
 #[test]
 fn a_gap_between_segments_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let log = LogStore::open(dir.path()).unwrap();
-        for i in 0..500 {
-            append(&log, vec![entry(1, i, BIG)]);
-        }
-    }
+    write_entries(dir.path(), 500, BIG);
     let segs = segments(dir.path());
     std::fs::remove_file(dir.path().join(format::segment_name(segs[1]))).unwrap();
     let err = LogStore::open(dir.path()).err().expect("refuses to open").to_string();
@@ -200,12 +199,7 @@ fn replication_reads_are_bounded_in_bytes_but_never_empty() {
 fn segments_are_preallocated_and_a_torn_record_in_that_space_is_zeroed() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    {
-        let log = LogStore::open(dir.path()).unwrap();
-        for i in 0..10 {
-            append(&log, vec![entry(1, i, 100)]);
-        }
-    }
+    write_entries(dir.path(), 10, 100);
     let seg = dir.path().join(format::segment_name(segments(dir.path())[0]));
     let bytes = std::fs::read(&seg).unwrap();
     assert_eq!(bytes.len() as u64, format::SEGMENT_TARGET_BYTES, "the segment is preallocated");
@@ -286,12 +280,7 @@ fn a_truncation_caps_durability_even_behind_a_queued_append() {
 fn reopening_decodes_entries_only_when_they_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    {
-        let log = LogStore::open(dir.path()).unwrap();
-        for i in 0..3 {
-            append(&log, vec![entry(1, i, 100)]);
-        }
-    }
+    write_entries(dir.path(), 3, 100);
     // Rewrite entry 1's body (after its 26-byte header) as bytes that are not a
     // protobuf message, with a CRC that matches them.
     let path = dir.path().join(format::segment_name(0));

@@ -231,12 +231,11 @@ impl<'a> View<'a> {
     fn visible_in_scan(&self, enc: &[u8], head: &mut Vec<u8>, detail: Detail) -> Result<Option<Option<Version>>> {
         let mut parsed = schema::parse_head_value(enc, head)?;
         if parsed == HeadRead::Torn {
-            let mut reread = Vec::new();
-            if self.engine.get_with(CF_HEAD, enc, |v| reread.extend_from_slice(v))?.is_none() {
+            head.clear();
+            if self.engine.get_with(CF_HEAD, enc, |v| head.extend_from_slice(v))?.is_none() {
                 // Compaction removed the deleted key meanwhile.
                 return Ok(None);
             }
-            *head = reread;
             parsed = schema::parse_head_value(enc, head)?;
         }
         let (rev, body) = parsed.settled(enc)?;
