@@ -9,7 +9,7 @@
 //! | `lease` | `be64(lease_id)` | `varint(ttl_seconds)` |
 //! | `lease_keys` | `be64(lease_id) ++ raw user key` | empty |
 //! | `meta` | one of the `META_*` names | see each constant |
-//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ body ++ be32(crc32 of what precedes)`: the key's newest version; `body` is its [`KvRecord`], or only the record's tag when the record is longer than [`HEAD_WHOLE_RECORD_LIMIT`] |
+//! | `head` | `memcmp(user_key)` | `be64(main) ++ be64(sub) ++ body ++ be32(crc32 of what precedes)`: the key's newest version; `body` is its [`KvRecord`], or when the record is longer than [`HEAD_WHOLE_RECORD_LIMIT`] the tag `3` and the record's three varints without its value (format 3 wrote the put tag `1` alone) |
 //!
 //! * `kv` holds every retained version of every key. Revisions are stored inverted, so
 //!   for one user key the newest version comes first and "the version visible at
@@ -18,7 +18,9 @@
 //!   an entry exists exactly when the `kv` version it names exists.
 //! * `head` holds the newest version of every key that has one: whole (a copy of its
 //!   `kv` entry, tombstones included) up to [`HEAD_WHOLE_RECORD_LIMIT`], else named
-//!   by its revision. Reading at a revision not older than a key's newest version
+//!   by its revision with the record's metadata (create revision, version, lease), so
+//!   a put, which needs those of the key's previous version, reads only the head and
+//!   not the value it replaces. Reading at a revision not older than a key's newest version
 //!   (the usual case: the current revision) needs only its head (and for a named one
 //!   the `kv` entry it names): a single-key read is one point read, and counting and
 //!   listing visit one entry per key instead of stepping over every retained version
@@ -75,8 +77,13 @@ pub const META_ALARMS: &[u8] = b"alarms";
 
 /// The layout version written by this code. Version 1 had no `head` column family,
 /// version 2 had heads naming the newest version without holding it; opening such a
-/// store (re)builds every head (see `head::build`).
-pub const FORMAT_VERSION: u64 = 3;
+/// store (re)builds every head (see `head::build`). Version 3 named long records
+/// without their metadata; this code still reads such heads, and opening a version-3
+/// store only records version 4 (so older binaries, which cannot read the metadata
+/// heads written from then on, refuse the store).
+pub const FORMAT_VERSION: u64 = 4;
+/// The last layout version whose named heads carried no record metadata.
+pub const FORMAT_WITHOUT_HEAD_METADATA: u64 = 3;
 /// The last layout version without `head`.
 pub const FORMAT_WITHOUT_HEADS: u64 = 1;
 /// The last layout version whose heads only named the newest version.
@@ -84,6 +91,8 @@ pub const FORMAT_WITH_NAMING_HEADS: u64 = 2;
 
 const TAG_PUT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;
+/// Head body tag: a put named by its revision, followed by its record's varints.
+const TAG_NAMED: u8 = 3;
 const REV_LEN: usize = 16;
 /// Length of a head's checksum.
 const HEAD_CRC_LEN: usize = 4;
@@ -117,17 +126,39 @@ pub fn kv_lower_bound(user_key: &[u8]) -> Vec<u8> {
 pub const HEAD_WHOLE_RECORD_LIMIT: usize = 1024;
 
 /// The `head` value for version `rev` of a key, whose `kv` value (a [`KvRecord`],
-/// encoded) is `record`: the record itself, or only its tag when it is longer than
-/// [`HEAD_WHOLE_RECORD_LIMIT`].
+/// encoded) is `record`: the record itself, or when it is longer than
+/// [`HEAD_WHOLE_RECORD_LIMIT`] (always a put) the named tag and the record's
+/// metadata varints.
 pub fn head_value(rev: Revision, record: &[u8]) -> Vec<u8> {
-    let body = if record.len() > HEAD_WHOLE_RECORD_LIMIT { &record[..1] } else { record };
-    let mut out = Vec::with_capacity(REV_LEN + body.len() + HEAD_CRC_LEN);
+    let named = record.len() > HEAD_WHOLE_RECORD_LIMIT;
+    let body = if named { &record[1..1 + varints_len(&record[1..], 3)] } else { record };
+    let mut out = Vec::with_capacity(REV_LEN + 1 + body.len() + HEAD_CRC_LEN);
     out.extend_from_slice(&(rev.main as u64).to_be_bytes());
     out.extend_from_slice(&(rev.sub as u64).to_be_bytes());
+    if named {
+        out.push(TAG_NAMED);
+    }
     out.extend_from_slice(body);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// Length of the first `count` varints of `bytes` (all of `bytes` if it ends first).
+fn varints_len(bytes: &[u8], count: usize) -> usize {
+    let mut ends = bytes.iter().enumerate().filter(|(_, b)| **b & 0x80 == 0).map(|(i, _)| i + 1);
+    ends.nth(count - 1).unwrap_or(bytes.len())
+}
+
+/// What a put's [`KvRecord`] says besides its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// See [`KvRecord::create_revision`].
+    pub create_revision: i64,
+    /// See [`KvRecord::version`].
+    pub version: i64,
+    /// See [`KvRecord::lease`].
+    pub lease: i64,
 }
 
 /// What a head holds of the key's newest version.
@@ -136,7 +167,8 @@ pub enum HeadBody<'a> {
     /// The version's encoded [`KvRecord`] (see [`is_tombstone`], [`KvRecord::decode`]).
     Whole(&'a [u8]),
     /// A put too long to copy: its record is in `kv` only, under the head's revision.
-    Named,
+    /// The head carries the record's metadata, except heads written by format 3.
+    Named(Option<RecordMeta>),
 }
 
 impl HeadBody<'_> {
@@ -179,7 +211,14 @@ pub fn parse_head_value<'a>(key: &[u8], value: &'a [u8]) -> Result<HeadRead<'a>>
     }
     let (rev, body) = checked.split_at(REV_LEN);
     let body = match body {
-        [TAG_PUT] => HeadBody::Named,
+        [TAG_PUT] => HeadBody::Named(None),
+        [TAG_NAMED, meta @ ..] => {
+            let mut meta = meta;
+            let mut varint =
+                || prost::encoding::decode_varint(&mut meta).map_err(|e| malformed(CF_HEAD, key, &e.to_string()));
+            let (create_revision, version, lease) = (varint()? as i64, varint()? as i64, varint()? as i64);
+            HeadBody::Named(Some(RecordMeta { create_revision, version, lease }))
+        }
         [TAG_PUT | TAG_TOMBSTONE, _, ..] => HeadBody::Whole(body),
         _ => return Err(malformed(CF_HEAD, key, "bad head body")),
     };
@@ -384,9 +423,16 @@ mod tests {
     fn a_long_record_is_named_not_copied() {
         let rev = Revision { main: 4, sub: 0 };
         let long = KvRecord { tombstone: false, create_revision: 4, version: 1, lease: 0, value: vec![7; 1024].into() };
+        let long = KvRecord { create_revision: 300, version: 2, lease: 1 << 40, ..long };
         let head = head_value(rev, &long.encode());
-        assert_eq!(head.len(), 16 + 1 + 4);
-        assert_eq!(parse_head_value(b"k", &head).unwrap(), HeadRead::Newest(rev, HeadBody::Named));
+        assert_eq!(head.len(), 16 + 1 + 2 + 1 + 6 + 4);
+        let meta = RecordMeta { create_revision: 300, version: 2, lease: 1 << 40 };
+        assert_eq!(parse_head_value(b"k", &head).unwrap(), HeadRead::Newest(rev, HeadBody::Named(Some(meta))));
+        // Format 3 named a long record by its put tag alone.
+        let mut legacy = head[..16].to_vec();
+        legacy.push(TAG_PUT);
+        legacy.extend_from_slice(&crc32fast::hash(&legacy).to_be_bytes());
+        assert_eq!(parse_head_value(b"k", &legacy).unwrap(), HeadRead::Newest(rev, HeadBody::Named(None)));
         let short = KvRecord { value: vec![7; 1000].into(), ..long };
         assert!(matches!(
             parse_head_value(b"k", &head_value(rev, &short.encode())).unwrap(),

@@ -24,6 +24,7 @@ use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
 use crate::txn::{self, TxnContext};
 use crate::view::View;
 use crate::watch::hub::WatchHub;
+use crate::watch::RevisionEvents;
 use crate::write::{Pending, WriteTxn};
 
 /// Applying the writes of one log entry, in order, with as few RocksDB writes as
@@ -343,12 +344,22 @@ impl Store {
     }
 
     /// Makes a written batch visible: the new revision, then its events to watchers.
-    fn publish(&self, revision: i64, events: Vec<(i64, Vec<Event>)>) {
+    fn publish(&self, revision: i64, events: Vec<RevisionEvents>) {
         if revision != self.revision() {
             self.inner.revision.store(revision, Ordering::Release);
         }
-        for (rev, events) in events {
-            self.inner.hub.publish(rev, &events);
+        let engine = self.engine();
+        // Runs before any later entry is applied, so no compaction can have removed
+        // the previous version (it is the newest at or below the event's revision).
+        let prev_value = |key: &[u8], rev: crate::revision::Revision| -> Result<bytes::Bytes> {
+            fail::fail_point!("watch-prev-value-read", |_| Err(StoreError::Engine("failpoint".into())));
+            match View::new(&engine, rev.main).record_at(key, rev)? {
+                Some(record) => Ok(record.value),
+                None => Err(schema::malformed(CF_KV, &schema::kv_key(key, rev), "a previous version is missing")),
+            }
+        };
+        for published in &events {
+            self.inner.hub.publish(published, &prev_value);
         }
     }
 
@@ -651,7 +662,9 @@ impl LoadedState {
             engine.get(CF_META, name)?.map(|v| schema::decode_u64(name, &v)).transpose()
         };
         match meta_u64(schema::META_FORMAT)? {
-            None => {
+            // A new store, or one whose heads stay readable as they are: record that
+            // heads written from now on may carry metadata.
+            None | Some(schema::FORMAT_WITHOUT_HEAD_METADATA) => {
                 let mut batch = rocksdb::WriteBatch::default();
                 batch.put_cf(engine.cf(CF_META), schema::META_FORMAT, schema::encode_u64(schema::FORMAT_VERSION));
                 engine.write(batch)?;

@@ -22,7 +22,7 @@ use crate::key_range::KeyRange;
 use crate::keycodec;
 use crate::latest::LatestCache;
 use crate::revision::Revision;
-use crate::schema::{self, HeadBody, HeadRead, KvRecord, CF_HEAD, CF_KV};
+use crate::schema::{self, HeadBody, HeadRead, KvRecord, RecordMeta, CF_HEAD, CF_KV};
 
 /// A stored version together with its key and revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,60 @@ impl Version {
             version: self.record.version,
             value: self.record.value.clone(),
             lease: self.record.lease,
+        }
+    }
+}
+
+/// A key's live newest version as a put needs it: the metadata it carries forward
+/// (create revision, version, lease) always, the value only when already at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prior {
+    /// The whole version (its head held it, or a cache or the batch had it).
+    Loaded(Version),
+    /// A long record its head only names: read it from `kv` at `rev` when needed.
+    Named {
+        /// The user key.
+        key: Bytes,
+        /// Where the version was written.
+        rev: Revision,
+        /// Its record without the value.
+        meta: RecordMeta,
+    },
+}
+
+impl Prior {
+    /// The version's revision.
+    pub fn rev(&self) -> Revision {
+        match self {
+            Prior::Loaded(v) => v.rev,
+            Prior::Named { rev, .. } => *rev,
+        }
+    }
+
+    /// The version's record without its value.
+    pub fn meta(&self) -> RecordMeta {
+        match self {
+            Prior::Loaded(v) => RecordMeta {
+                create_revision: v.record.create_revision,
+                version: v.record.version,
+                lease: v.record.lease,
+            },
+            Prior::Named { meta, .. } => *meta,
+        }
+    }
+
+    /// The etcd view of the version; its value is empty when not [`Prior::Loaded`].
+    pub fn to_key_value(&self) -> KeyValue {
+        match self {
+            Prior::Loaded(v) => v.to_key_value(),
+            Prior::Named { key, rev, meta } => KeyValue {
+                key: key.clone(),
+                create_revision: meta.create_revision,
+                mod_revision: rev.main,
+                version: meta.version,
+                value: Bytes::new(),
+                lease: meta.lease,
+            },
         }
     }
 }
@@ -108,15 +162,42 @@ impl<'a> View<'a> {
         if let Some(v) = self.cached_newest(key) {
             return Ok(Some(v));
         }
+        self.from_head(key, |key, rev, body| self.version_from_head(key, rev, body))
+    }
+
+    /// The live version of `key` visible at the view's revision as a put needs it:
+    /// one point read of its head, without reading a long value the head only names.
+    pub fn prior_of(&self, key: &[u8]) -> Result<Option<Prior>> {
+        if let Some(v) = self.cached_newest(key) {
+            return Ok(Some(Prior::Loaded(v)));
+        }
+        self.from_head(key, |key, rev, body| match body {
+            HeadBody::Named(Some(meta)) if rev.main <= self.rev => Ok(Some(Prior::Named { key, rev, meta })),
+            _ => Ok(self.version_from_head(key, rev, body)?.filter(|v| !v.record.tombstone).map(Prior::Loaded)),
+        })
+    }
+
+    /// Reads the head of `key` with a point read and gives it to `read`.
+    fn from_head<T>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(Bytes, Revision, HeadBody<'_>) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let encoded = schema::kv_lower_bound(key);
-        let from_head = self.engine.get_with(CF_HEAD, &encoded, |value| -> Result<Option<Version>> {
+        let found = self.engine.get_with(CF_HEAD, &encoded, |value| -> Result<Option<T>> {
             let (rev, body) = schema::parse_head_value(&encoded, value)?.settled(&encoded)?;
-            self.version_from_head(Bytes::copy_from_slice(key), rev, body)
+            read(Bytes::copy_from_slice(key), rev, body)
         })?;
         // A missing head means the key has no version at all (heads are written with
         // every version; compaction drops a head only with the last versions of a
         // deleted key).
-        Ok(from_head.transpose()?.flatten())
+        Ok(found.transpose()?.flatten())
+    }
+
+    /// The record of version `rev` of `key`, if `kv` holds it.
+    pub fn record_at(&self, key: &[u8], rev: Revision) -> Result<Option<KvRecord>> {
+        let raw_key = schema::kv_key(key, rev);
+        Ok(self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))?.transpose()?)
     }
 
     /// The version of `key` visible at the view's revision, tombstones included,
@@ -129,14 +210,11 @@ impl<'a> View<'a> {
         }
         let record = match body {
             HeadBody::Whole(record) => KvRecord::decode(&key, record)?,
-            HeadBody::Named => {
-                let raw_key = schema::kv_key(&key, rev);
-                match self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))? {
-                    Some(record) => record?,
-                    // The newest version of a key is removed only with its head.
-                    None => return self.seek_version_of(&key),
-                }
-            }
+            HeadBody::Named(_) => match self.record_at(&key, rev)? {
+                Some(record) => record,
+                // The newest version of a key is removed only with its head.
+                None => return self.seek_version_of(&key),
+            },
         };
         Ok(Some(Version { key, rev, record }))
     }

@@ -24,7 +24,8 @@ use crate::latest::LatestCache;
 use crate::range::{self, VisibleSource};
 use crate::revision::Revision;
 use crate::schema::{self, KvRecord, CF_HEAD, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
-use crate::view::{Detail, Version, View};
+use crate::view::{Detail, Prior, Version, View};
+use crate::watch::{DeferredPrev, RevisionEvents};
 
 /// Newest version of each key a transaction or batch changed (`None`: deleted).
 type Overlay = BTreeMap<Bytes, Option<Version>>;
@@ -46,7 +47,7 @@ pub struct Pending {
     revision: i64,
     overlay: Overlay,
     ops: Vec<RawOp>,
-    events: Vec<(i64, Vec<Event>)>,
+    events: Vec<RevisionEvents>,
 }
 
 static EMPTY_OVERLAY: Overlay = BTreeMap::new();
@@ -68,7 +69,11 @@ impl Pending {
         self.overlay.extend(done.overlay);
         self.ops.extend(done.ops);
         if !done.events.is_empty() {
-            self.events.push((done.revision, done.events));
+            self.events.push(RevisionEvents {
+                revision: done.revision,
+                events: done.events,
+                deferred_prev: done.deferred_prev,
+            });
         }
     }
 
@@ -80,7 +85,7 @@ impl Pending {
         engine: &Engine,
         applied_marker: &[u8],
         latest: &mut LatestCache,
-    ) -> Result<Vec<(i64, Vec<Event>)>> {
+    ) -> Result<Vec<RevisionEvents>> {
         let mut batch = WriteBatch::default();
         for op in self.ops {
             match op {
@@ -105,6 +110,7 @@ pub struct Finished {
     overlay: Overlay,
     ops: Vec<RawOp>,
     events: Vec<Event>,
+    deferred_prev: Vec<DeferredPrev>,
 }
 
 /// A write transaction in progress at revision `base + 1`.
@@ -124,6 +130,8 @@ pub struct WriteTxn<'a> {
     overlay: Overlay,
     ops: Vec<RawOp>,
     events: Vec<Event>,
+    /// Events whose `prev_kv` lacks its value (see [`DeferredPrev`]).
+    deferred_prev: Vec<DeferredPrev>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -155,6 +163,7 @@ impl<'a> WriteTxn<'a> {
             overlay: Overlay::new(),
             ops: Vec::new(),
             events: Vec::new(),
+            deferred_prev: Vec::new(),
         }
     }
 
@@ -189,13 +198,28 @@ impl<'a> WriteTxn<'a> {
 
     /// The live version of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Version>> {
-        if let Some(v) = self.overlay.get(key).or_else(|| self.pending.get(key)) {
-            return Ok(v.clone());
-        }
-        match self.latest.and_then(|latest| latest.get(key)) {
+        match self.known(key) {
             Some(v) => Ok(v),
             None => View::new(self.engine, self.committed).get(key),
         }
+    }
+
+    /// The live version of `key` as a put needs it: without a long value its head
+    /// only names (see [`View::prior_of`]).
+    fn prior(&self, key: &[u8]) -> Result<Option<Prior>> {
+        match self.known(key) {
+            Some(v) => Ok(v.map(Prior::Loaded)),
+            None => View::new(self.engine, self.committed).prior_of(key),
+        }
+    }
+
+    /// The newest version of `key` if this transaction, the pending batch or the
+    /// cache of newest versions knows it (`Some(None)`: deleted).
+    fn known(&self, key: &[u8]) -> Option<Option<Version>> {
+        if let Some(v) = self.overlay.get(key).or_else(|| self.pending.get(key)) {
+            return Some(v.clone());
+        }
+        self.latest.and_then(|latest| latest.get(key))
     }
 
     /// Evaluates a Range inside the transaction at the current revision.
@@ -214,28 +238,41 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Applies a Put. Checks (lease exists, key exists for `ignore_*`) were done by the caller.
+    ///
+    /// The previous value is read only when the request needs it (`prev_kv`,
+    /// `ignore_value`) or the key's head holds it anyway; otherwise the event's
+    /// `prev_kv` goes without it, marked for the hub to read ([`DeferredPrev`]).
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
-        let prev = self.get(&req.key)?;
+        let prev = if req.prev_kv || req.ignore_value {
+            self.get(&req.key)?.map(Prior::Loaded)
+        } else {
+            self.prior(&req.key)?
+        };
         let rev = self.next_rev();
-        let (value, lease) = match &prev {
-            Some(p) => (
-                if req.ignore_value { p.record.value.clone() } else { req.value.clone() },
-                if req.ignore_lease { p.record.lease } else { req.lease },
-            ),
-            None => (req.value.clone(), req.lease),
+        let meta = prev.as_ref().map(Prior::meta);
+        let value = match &prev {
+            Some(Prior::Loaded(p)) if req.ignore_value => p.record.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match meta {
+            Some(m) if req.ignore_lease => m.lease,
+            _ => req.lease,
         };
         let record = KvRecord {
             tombstone: false,
-            create_revision: prev.as_ref().map_or(rev.main, |p| p.record.create_revision),
-            version: prev.as_ref().map_or(0, |p| p.record.version) + 1,
+            create_revision: meta.map_or(rev.main, |m| m.create_revision),
+            version: meta.map_or(0, |m| m.version) + 1,
             lease,
             value,
         };
         let key = req.key.clone();
-        self.relink_lease(&key, prev.as_ref().map_or(0, |p| p.record.lease), lease);
+        self.relink_lease(&key, meta.map_or(0, |m| m.lease), lease);
         let version = Version { key: key.clone(), rev, record };
         self.write_version(&version);
-        let prev_kv = prev.as_ref().map(Version::to_key_value);
+        let prev_kv = prev.as_ref().map(Prior::to_key_value);
+        if let Some(Prior::Named { rev, .. }) = prev {
+            self.deferred_prev.push(DeferredPrev { event: self.events.len(), rev });
+        }
         self.events.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(version.to_key_value()),
@@ -319,7 +356,13 @@ impl<'a> WriteTxn<'a> {
 
     /// Ends the transaction: its changes, to be added to a [`Pending`] batch.
     pub fn finish(self) -> Finished {
-        Finished { revision: self.read_revision(), overlay: self.overlay, ops: self.ops, events: self.events }
+        Finished {
+            revision: self.read_revision(),
+            overlay: self.overlay,
+            ops: self.ops,
+            events: self.events,
+            deferred_prev: self.deferred_prev,
+        }
     }
 }
 

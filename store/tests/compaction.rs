@@ -342,6 +342,39 @@ fn a_store_whose_heads_only_name_versions_gets_them_rebuilt_on_open() {
     assert_eq!(schema::decode_u64(schema::META_FORMAT, &format).unwrap(), schema::FORMAT_VERSION);
 }
 
+/// A format-3 store named long records by their tag alone, without the metadata a
+/// put needs: such heads stay readable, a put over one reads the record it names, and
+/// opening the store records format 4 so that older binaries refuse it.
+#[test]
+fn a_format_3_store_keeps_its_heads_and_puts_over_them_read_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let long = "l".repeat(1100);
+    store.apply(&wr(put("a", &long)), b"x").unwrap();
+    store.apply(&wr(put("a", &long)), b"x").unwrap();
+    {
+        let engine = store.engine();
+        let head = engine.get(CF_HEAD, &schema::kv_lower_bound(b"a")).unwrap().unwrap();
+        let mut legacy = head[..16].to_vec();
+        legacy.push(1);
+        legacy.extend_from_slice(&crc32fast::hash(&legacy).to_be_bytes());
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(engine.cf(CF_HEAD), schema::kv_lower_bound(b"a"), legacy);
+        batch.put_cf(engine.cf(CF_META), schema::META_FORMAT, schema::encode_u64(schema::FORMAT_WITHOUT_HEAD_METADATA));
+        engine.write(batch).unwrap();
+    }
+    drop(store);
+    let store = open(dir.path());
+    let get = RangeRequest { key: "a".into(), ..Default::default() };
+    assert_eq!(store.range(&get).unwrap().kvs[0].value, Bytes::from(long.clone()));
+    store.apply(&wr(put("a", "short")), b"x").unwrap();
+    let kv = store.range(&get).unwrap().kvs.remove(0);
+    assert_eq!((kv.create_revision, kv.version, kv.value), (2, 3, Bytes::from("short")));
+    let format = store.engine().get(CF_META, schema::META_FORMAT).unwrap().unwrap();
+    assert_eq!(schema::decode_u64(schema::META_FORMAT, &format).unwrap(), schema::FORMAT_VERSION);
+    stored_versions(&store);
+}
+
 /// Counting and listing read heads with an iterator while the apply path rewrites them
 /// in place: during a stream of updates to existing keys every read sees every key,
 /// with a whole value.

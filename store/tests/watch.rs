@@ -19,8 +19,12 @@ use strake_store::{EngineOptions, KeyRange, SessionMessage, Store, WatchSession,
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Opens the store without the cache of newest versions, so every put over a long
+/// value finds only its key's head and leaves the previous value to the hub (see
+/// `DeferredPrev`), which watchers with `prev_kv` must still receive.
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, &EngineOptions::default()).expect("open the store")
+    let options = EngineOptions { latest_cache_bytes: 0, ..EngineOptions::default() };
+    Store::open(dir, &options).expect("open the store")
 }
 
 fn wr(request: W) -> WriteRequest {

@@ -9,7 +9,9 @@ use strake_proto::mvccpb::Event;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::session::SessionShared;
-use super::{single_key, SessionMessage, WatchSpec};
+use super::{single_key, RevisionEvents, SessionMessage, WatchSpec};
+use crate::error::Result;
+use crate::revision::Revision;
 
 /// Deliveries so far (used only to pace injected bugs).
 static DELIVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -98,24 +100,66 @@ impl WatchHub {
         self.state.lock().watchers.len()
     }
 
-    /// Offers the events of `revision` (all of one transaction) to every synced
+    /// Offers the events of one revision (all of one transaction) to every synced
     /// watcher. Never blocks: a watcher whose session is full becomes unsynced.
-    pub fn publish(&self, revision: i64, events: &[Event]) {
+    ///
+    /// A deferred previous value is read with `prev_value` (key, revision of the
+    /// previous version) once, and only if a watcher asked for `prev_kv`; if the read
+    /// fails, those watchers become unsynced and replay the revision from storage.
+    pub fn publish(&self, published: &RevisionEvents, prev_value: &dyn Fn(&[u8], Revision) -> Result<Bytes>) {
+        let RevisionEvents { revision, events, deferred_prev } = published;
+        let revision = *revision;
         let mut state = self.state.lock();
         debug_assert!(revision > state.published, "revisions are published in order");
         state.published = revision;
         if events.is_empty() || state.watchers.is_empty() {
             return;
         }
+        // Events completed with their deferred previous value (`None`: the read failed).
+        let mut completed: HashMap<usize, Option<Event>> = HashMap::new();
+        let mut complete = |index: usize, rev: Revision| -> Option<Event> {
+            completed
+                .entry(index)
+                .or_insert_with(|| {
+                    let mut event = events[index].clone();
+                    let prev = event.prev_kv.as_mut().expect("a deferred event has a prev_kv");
+                    match prev_value(&prev.key, rev) {
+                        Ok(value) => prev.value = value,
+                        Err(error) => {
+                            tracing::warn!(%error, revision, "reading a previous value for watchers failed");
+                            return None;
+                        }
+                    }
+                    Some(event)
+                })
+                .clone()
+        };
         let mut matched: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
-        for event in events {
+        let mut failed = Vec::new();
+        for (index, event) in events.iter().enumerate() {
             let Some(kv) = &event.kv else { continue };
+            let deferred = deferred_prev.iter().find(|d| d.event == index);
             let candidates = state.by_key.get(&kv.key).into_iter().flatten().chain(state.ranged.iter());
             for key in candidates {
                 let w = &state.watchers[key];
-                if revision >= w.spec.start_revision && w.spec.wants(event) {
-                    matched.entry(*key).or_default().push(w.spec.shape(event));
+                if revision < w.spec.start_revision || !w.spec.wants(event) {
+                    continue;
                 }
+                let shaped = match deferred {
+                    Some(d) if w.spec.prev_kv => complete(index, d.rev),
+                    _ => Some(w.spec.shape(event)),
+                };
+                match shaped {
+                    Some(e) => matched.entry(*key).or_default().push(e),
+                    None => failed.push(*key),
+                }
+            }
+        }
+        for key in failed {
+            // Nothing of this revision reached it: it replays the revision from storage.
+            matched.remove(&key);
+            if let Some(w) = state.remove(&key) {
+                w.session.mark_unsynced(key.watch_id, revision);
             }
         }
         for (key, events) in matched {

@@ -17,6 +17,33 @@ use bytes::Bytes;
 use strake_proto::mvccpb::{event::EventType, Event};
 
 use crate::key_range::KeyRange;
+use crate::revision::Revision;
+
+/// The events of one revision, as the apply path hands them to the hub.
+///
+/// Invariant: every [`DeferredPrev`] names a PUT event of `events` whose `prev_kv` is
+/// complete except for its value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevisionEvents {
+    /// The revision the events were written at.
+    pub revision: i64,
+    /// The events, in the order the transaction made them.
+    pub events: Vec<Event>,
+    /// Events whose previous value was not read when they were applied.
+    pub deferred_prev: Vec<DeferredPrev>,
+}
+
+/// An event whose `prev_kv` lacks its value: the previous version was a long record
+/// its head only names, and a put needs only its metadata. The hub reads the value
+/// (the version at `rev` of the event's key) only for a watcher that asked for
+/// `prev_kv`, as etcd reads it only then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredPrev {
+    /// Index of the event in [`RevisionEvents::events`].
+    pub event: usize,
+    /// Where the previous version is stored.
+    pub rev: Revision,
+}
 
 /// What a watcher asks for.
 #[derive(Debug, Clone)]
