@@ -80,6 +80,11 @@ pub struct DatasetArgs {
     /// Fraction of the keys rewritten before compacting.
     #[arg(long, default_value_t = 0.1)]
     pub overwrite: f64,
+    /// Idle time before each phase after the first, so the server's background work
+    /// (RocksDB flushes and compactions) left by one phase is not charged to the
+    /// next. Probes are not recorded meanwhile.
+    #[arg(long, default_value = "0s", value_parser = crate::cli::parse_duration)]
+    pub settle: Duration,
     /// Time between probe requests.
     #[arg(long, default_value = "10ms", value_parser = crate::cli::parse_duration)]
     pub probe_interval: Duration,
@@ -236,6 +241,8 @@ struct Shared {
     loaded: AtomicU64,
     phase: AtomicUsize,
     stop_probes: AtomicBool,
+    /// Between phases (`--settle`): probes are not recorded.
+    settling: AtomicBool,
     probe_read: PhaseHistograms,
     probe_write: PhaseHistograms,
     stall_limit_us: u64,
@@ -251,6 +258,9 @@ impl Shared {
     }
 
     fn record_probe(&self, probe: &str, started: Instant, result: Result<(), tonic::Status>) {
+        if self.settling.load(Ordering::Relaxed) {
+            return;
+        }
         let phase = self.phase.load(Ordering::Relaxed);
         let us = started.elapsed().as_micros() as u64;
         if us > self.stall_limit_us {
@@ -421,6 +431,7 @@ async fn run_phases(
         loaded: AtomicU64::new(0),
         phase: AtomicUsize::new(0),
         stop_probes: AtomicBool::new(false),
+        settling: AtomicBool::new(false),
         probe_read: PhaseHistograms::new(PHASES.len()),
         probe_write: PhaseHistograms::new(PHASES.len()),
         stall_limit_us: args.stall_limit.as_micros() as u64,
@@ -433,7 +444,12 @@ async fn run_phases(
     let mut phases = Vec::new();
     eprint!("{}", table_header());
     for (phase, name) in PHASES.iter().enumerate() {
+        if phase > 0 && !args.settle.is_zero() {
+            shared.settling.store(true, Ordering::Relaxed);
+            tokio::time::sleep(args.settle).await;
+        }
         shared.phase.store(phase, Ordering::Relaxed);
+        shared.settling.store(false, Ordering::Relaxed);
         let started = Instant::now();
         match *name {
             "load" => {
