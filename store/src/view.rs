@@ -162,7 +162,7 @@ impl<'a> View<'a> {
         if let Some(v) = self.cached_newest(key) {
             return Ok(Some(v));
         }
-        self.from_head(key, |key, rev, body| self.version_from_head(key, rev, body))
+        self.read_head(key, |key, rev, body| self.version_from_head(key, rev, body))
     }
 
     /// The live version of `key` visible at the view's revision as a put needs it:
@@ -171,14 +171,14 @@ impl<'a> View<'a> {
         if let Some(v) = self.cached_newest(key) {
             return Ok(Some(Prior::Loaded(v)));
         }
-        self.from_head(key, |key, rev, body| match body {
+        self.read_head(key, |key, rev, body| match body {
             HeadBody::Named(Some(meta)) if rev.main <= self.rev => Ok(Some(Prior::Named { key, rev, meta })),
             _ => Ok(self.version_from_head(key, rev, body)?.filter(|v| !v.record.tombstone).map(Prior::Loaded)),
         })
     }
 
     /// Reads the head of `key` with a point read and gives it to `read`.
-    fn from_head<T>(
+    fn read_head<T>(
         &self,
         key: &[u8],
         read: impl FnOnce(Bytes, Revision, HeadBody<'_>) -> Result<Option<T>>,
@@ -197,7 +197,7 @@ impl<'a> View<'a> {
     /// The record of version `rev` of `key`, if `kv` holds it.
     pub fn record_at(&self, key: &[u8], rev: Revision) -> Result<Option<KvRecord>> {
         let raw_key = schema::kv_key(key, rev);
-        Ok(self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))?.transpose()?)
+        self.engine.get_with(CF_KV, &raw_key, |v| KvRecord::decode(&raw_key, v))?.transpose()
     }
 
     /// The version of `key` visible at the view's revision, tombstones included,
