@@ -20,6 +20,17 @@ pub trait VisibleSource {
         detail: Detail,
         visit: &mut dyn FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()>;
+
+    /// The live version of `key` for a compare that does not look at its value: a
+    /// source may leave the value empty when reading it would cost more.
+    fn key_without_value(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let mut found = None;
+        self.scan(&KeyRange::Single(key.to_vec()), Detail::Full, &mut |v| {
+            found = v.map(|v| v.to_key_value());
+            None
+        })?;
+        Ok(found)
+    }
 }
 
 impl VisibleSource for crate::view::View<'_> {

@@ -371,6 +371,11 @@ impl VisibleSource for WriteTxn<'_> {
         self.read_revision()
     }
 
+    /// Only the key's head: a long value it only names is not read.
+    fn key_without_value(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        Ok(self.prior(key)?.map(|p| p.to_key_value()))
+    }
+
     fn scan(
         &self,
         range: &KeyRange,

@@ -1,12 +1,14 @@
-//! A put over a long value (one its key's head only names) reads its key's head but
-//! not the value it replaces: the hub reads that value only for watchers that asked
-//! for `prev_kv`, and a watcher whose read fails replays the revision from storage.
-//! Its own test binary: the failpoint it arms is process-wide.
+//! Long values (ones their key's head only names) are read only when needed: a put
+//! reads its key's head but not the value it replaces (the hub reads that value only
+//! for watchers that asked for `prev_kv`, and a watcher whose read fails replays the
+//! revision from storage), and a txn compare that is not on the value reads only the
+//! head. Its own test binary: the failpoint it arms is process-wide.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use strake_proto::etcdserverpb::PutRequest;
+use strake_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use strake_proto::etcdserverpb::{request_op, Compare, PutRequest, RequestOp, TxnRequest};
 use strake_proto::mvccpb::{event::EventType, Event, KeyValue};
 use strake_proto::strakepb::{write_request::Request as W, write_result::Result as R, WriteRequest};
 use strake_store::{EngineOptions, KeyRange, SessionMessage, Store, WatchSession, WatchSpec};
@@ -119,4 +121,32 @@ async fn watchers_with_prev_kv_get_the_long_value_the_put_did_not_read() {
         events_of(&mut session, &[1, 2]).await;
         prev = KeyValue { mod_revision: store.revision(), version: kv.version + 1, value: long.clone(), ..kv };
     }
+}
+
+#[test]
+fn a_compare_on_the_mod_revision_of_a_long_value_reads_only_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.apply(&put("k", &[b'l'; LONG], false), b"m").unwrap();
+    // kube-apiserver's update: mod_revision compare, put on success, get otherwise.
+    let cas = |target: CompareTarget, target_union: TargetUnion| {
+        let compare = Compare {
+            key: "k".into(),
+            target: target as i32,
+            result: CompareResult::Equal as i32,
+            target_union: Some(target_union),
+            ..Default::default()
+        };
+        let put = PutRequest { key: "k".into(), value: vec![b'n'; LONG].into(), ..Default::default() };
+        let then = RequestOp { request: Some(request_op::Request::RequestPut(put)) };
+        let txn = TxnRequest { compare: vec![compare], success: vec![then], failure: vec![] };
+        WriteRequest { request: Some(W::Txn(txn)), ..Default::default() }
+    };
+    let by_revision = cas(CompareTarget::Mod, TargetUnion::ModRevision(store.revision()));
+    let reads_by_revision = point_reads(&store, &by_revision);
+    let by_value = cas(CompareTarget::Value, TargetUnion::Value(vec![b'n'; LONG].into()));
+    let reads_by_value = point_reads(&store, &by_value);
+    assert!(reads_by_revision < reads_by_value, "{reads_by_revision} point reads against {reads_by_value}");
+    // Both compares held: two puts.
+    assert_eq!(store.revision(), 4);
 }
