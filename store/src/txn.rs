@@ -21,7 +21,7 @@ use strake_proto::mvccpb::KeyValue;
 use crate::error::{Result, StoreError};
 use crate::key_range::KeyRange;
 use crate::range::VisibleSource;
-use crate::view::{Detail, Version};
+use crate::view::{Detail, Prior};
 use crate::write::WriteTxn;
 
 /// Validates a Range request's shape (the API layer calls this before serving).
@@ -310,11 +310,12 @@ fn run_path(req: &TxnRequest, path: &TxnPath, at: &mut usize, txn: &mut WriteTxn
     Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded, responses })
 }
 
-/// The versions a lease's revocation deletes, given as live versions.
-pub fn versions_to_revoke(keys: &[Vec<u8>], txn: &WriteTxn<'_>) -> Result<Vec<Version>> {
+/// The versions a lease's revocation deletes, given as live versions (long values
+/// not read, see [`WriteTxn::prior`]).
+pub fn versions_to_revoke(keys: &[Vec<u8>], txn: &WriteTxn<'_>) -> Result<Vec<Prior>> {
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
-        if let Some(v) = txn.get(k)? {
+        if let Some(v) = txn.prior(k)? {
             out.push(v);
         }
     }

@@ -67,11 +67,11 @@ pub enum Prior {
 }
 
 impl Prior {
-    /// The version's revision.
-    pub fn rev(&self) -> Revision {
+    /// The user key.
+    pub fn key(&self) -> &Bytes {
         match self {
-            Prior::Loaded(v) => v.rev,
-            Prior::Named { rev, .. } => *rev,
+            Prior::Loaded(v) => &v.key,
+            Prior::Named { key, .. } => key,
         }
     }
 

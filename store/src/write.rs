@@ -206,7 +206,7 @@ impl<'a> WriteTxn<'a> {
 
     /// The live version of `key` as a put needs it: without a long value its head
     /// only names (see [`View::prior_of`]).
-    fn prior(&self, key: &[u8]) -> Result<Option<Prior>> {
+    pub fn prior(&self, key: &[u8]) -> Result<Option<Prior>> {
         match self.known(key) {
             Some(v) => Ok(v.map(Prior::Loaded)),
             None => View::new(self.engine, self.committed).prior_of(key),
@@ -270,14 +270,8 @@ impl<'a> WriteTxn<'a> {
         let version = Version { key: key.clone(), rev, record };
         self.write_version(&version);
         let prev_kv = prev.as_ref().map(Prior::to_key_value);
-        if let Some(Prior::Named { rev, .. }) = prev {
-            self.deferred_prev.push(DeferredPrev { event: self.events.len(), rev });
-        }
-        self.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(version.to_key_value()),
-            prev_kv: prev_kv.clone(),
-        });
+        let event = Event { r#type: EventType::Put as i32, kv: Some(version.to_key_value()), prev_kv: prev_kv.clone() };
+        self.push_event(event, prev.as_ref());
         self.overlay.insert(key, Some(version));
         Ok(PutResponse {
             header: Some(ResponseHeader { revision: rev.main, ..Default::default() }),
@@ -285,14 +279,18 @@ impl<'a> WriteTxn<'a> {
         })
     }
 
-    /// Applies a DeleteRange.
+    /// Applies a DeleteRange. A single key deleted without `prev_kv` is found by its
+    /// head alone (as a put's previous version, see [`WriteTxn::put`]).
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut victims = Vec::new();
-        self.scan(&range, Detail::Full, &mut |v| {
-            victims.extend(v);
-            Some(Detail::Full)
-        })?;
+        match &range {
+            KeyRange::Single(key) if !req.prev_kv => victims.extend(self.prior(key)?),
+            _ => self.scan(&range, Detail::Full, &mut |v| {
+                victims.extend(v.map(Prior::Loaded));
+                Some(Detail::Full)
+            })?,
+        }
         let mut prev_kvs = Vec::new();
         for victim in &victims {
             self.delete_key(victim);
@@ -308,21 +306,34 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Writes a tombstone for the live version `victim`.
-    pub fn delete_key(&mut self, victim: &Version) {
+    pub fn delete_key(&mut self, victim: &Prior) {
         let rev = self.next_rev();
+        let key = victim.key().clone();
         let tombstone = Version {
-            key: victim.key.clone(),
+            key: key.clone(),
             rev,
             record: KvRecord { tombstone: true, create_revision: 0, version: 0, lease: 0, value: Bytes::new() },
         };
-        self.relink_lease(&victim.key, victim.record.lease, 0);
+        self.relink_lease(&key, victim.meta().lease, 0);
         self.write_version(&tombstone);
-        self.events.push(Event {
-            r#type: EventType::Delete as i32,
-            kv: Some(KeyValue { key: victim.key.clone(), mod_revision: rev.main, ..Default::default() }),
-            prev_kv: Some(victim.to_key_value()),
-        });
-        self.overlay.insert(victim.key.clone(), None);
+        self.push_event(
+            Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() }),
+                prev_kv: Some(victim.to_key_value()),
+            },
+            Some(victim),
+        );
+        self.overlay.insert(key, None);
+    }
+
+    /// Records an event whose `prev_kv` is `prev`'s, marking it for the hub when
+    /// `prev`'s value was not read.
+    fn push_event(&mut self, event: Event, prev: Option<&Prior>) {
+        if let Some(Prior::Named { rev, .. }) = prev {
+            self.deferred_prev.push(DeferredPrev { event: self.events.len(), rev: *rev });
+        }
+        self.events.push(event);
     }
 
     fn write_version(&mut self, v: &Version) {

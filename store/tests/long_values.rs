@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strake_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use strake_proto::etcdserverpb::{request_op, Compare, PutRequest, RequestOp, TxnRequest};
+use strake_proto::etcdserverpb::{request_op, Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest};
 use strake_proto::mvccpb::{event::EventType, Event, KeyValue};
 use strake_proto::strakepb::{write_request::Request as W, write_result::Result as R, WriteRequest};
 use strake_store::{EngineOptions, KeyRange, SessionMessage, Store, WatchSession, WatchSpec};
@@ -30,6 +30,11 @@ fn put(key: &str, value: &[u8], prev_kv: bool) -> WriteRequest {
         ..Default::default()
     };
     WriteRequest { request: Some(W::Put(put)), ..Default::default() }
+}
+
+fn delete(key: &str, prev_kv: bool) -> WriteRequest {
+    let delete = DeleteRangeRequest { key: Bytes::from(key.to_string()), prev_kv, ..Default::default() };
+    WriteRequest { request: Some(W::DeleteRange(delete)), ..Default::default() }
 }
 
 fn watch(key: &str, start_revision: i64, prev_kv: bool) -> WatchSpec {
@@ -66,7 +71,7 @@ async fn events_of(session: &mut WatchSession, ids: &[i64]) -> Vec<(i64, Vec<Eve
 }
 
 #[test]
-fn a_put_over_a_long_value_reads_only_the_head_unless_it_returns_the_value() {
+fn puts_and_deletes_over_a_long_value_read_only_the_head_unless_they_return_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.apply(&put("k", &[b'l'; LONG], false), b"m").unwrap();
@@ -74,6 +79,12 @@ fn a_put_over_a_long_value_reads_only_the_head_unless_it_returns_the_value() {
     let without = point_reads(&store, &put("k", &[b'm'; LONG], false));
     let with = point_reads(&store, &put("k", &[b'n'; LONG], true));
     assert!(without < with, "a put read {without} entries without prev_kv and {with} with it");
+    // So does a delete, which needs the previous version for its event as well.
+    store.apply(&put("d1", &[b'l'; LONG], false), b"m").unwrap();
+    store.apply(&put("d2", &[b'l'; LONG], false), b"m").unwrap();
+    let delete_without = point_reads(&store, &delete("d1", false));
+    let delete_with = point_reads(&store, &delete("d2", true));
+    assert!(delete_without < delete_with, "a delete read {delete_without} entries without prev_kv, {delete_with} with");
     // A short value is in its head: returning it costs no extra read.
     let short = point_reads(&store, &put("short", b"t", false));
     assert_eq!(point_reads(&store, &put("short", b"u", true)), short);
@@ -83,7 +94,7 @@ fn a_put_over_a_long_value_reads_only_the_head_unless_it_returns_the_value() {
 }
 
 #[tokio::test]
-async fn watchers_with_prev_kv_get_the_long_value_the_put_did_not_read() {
+async fn watchers_with_prev_kv_get_the_long_values_the_apply_did_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let long = Bytes::from(vec![b'l'; LONG]);
@@ -121,6 +132,16 @@ async fn watchers_with_prev_kv_get_the_long_value_the_put_did_not_read() {
         events_of(&mut session, &[1, 2]).await;
         prev = KeyValue { mod_revision: store.revision(), version: kv.version + 1, value: long.clone(), ..kv };
     }
+    // A deletion's previous value is deferred the same way (new watchers, in the hub
+    // from the start: watcher 1 may still be replaying from storage).
+    let mut fresh = WatchSession::new(store.clone());
+    fresh.create(3, watch("k", store.revision() + 1, true)).unwrap();
+    fresh.create(4, watch("k", store.revision() + 1, false)).unwrap();
+    store.apply(&delete("k", false), b"m").unwrap();
+    let kv = KeyValue { key: "k".into(), mod_revision: store.revision(), ..Default::default() };
+    let event = Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev) };
+    let want = vec![(3, vec![event.clone()]), (4, vec![Event { prev_kv: None, ..event }])];
+    assert_eq!(events_of(&mut fresh, &[3, 4]).await, want, "deletion");
 }
 
 #[test]
