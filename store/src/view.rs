@@ -49,8 +49,10 @@ impl Version {
     }
 }
 
-/// A key's live newest version as a put needs it: the metadata it carries forward
-/// (create revision, version, lease) always, the value only when already at hand.
+/// A key's live newest version as a write needs it: the metadata a put carries forward
+/// (create revision, version, lease) always, the value only when already at hand
+/// (a put, a single-key delete, a lease revocation or a compare not on the value
+/// needs no more).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prior {
     /// The whole version (its head held it, or a cache or the batch had it).
