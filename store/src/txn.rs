@@ -136,12 +136,12 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>
 pub fn compare_holds(cmp: &Compare, source: &dyn VisibleSource) -> Result<bool> {
     let range = KeyRange::new(&cmp.key, &cmp.range_end);
     let target = CompareTarget::try_from(cmp.target).unwrap_or(CompareTarget::Version);
-    if let (KeyRange::Single(key), false) = (&range, target == CompareTarget::Value) {
+    match &range {
         // kube-apiserver's update compares one key's mod revision: no value needed.
-        return Ok(match source.key_without_value(key)? {
-            Some(kv) => compare_kv(cmp, target, &kv),
-            None => compare_kv(cmp, target, &KeyValue::default()),
-        });
+        KeyRange::Single(key) if target != CompareTarget::Value => {
+            return Ok(compare_kv(cmp, target, &source.key_without_value(key)?.unwrap_or_default()));
+        }
+        _ => {}
     }
     let mut any = false;
     let mut all = true;
