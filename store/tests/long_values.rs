@@ -1,5 +1,5 @@
-//! Long values (ones their key's head only names) are read only when needed: a put
-//! reads its key's head but not the value it replaces (the hub reads that value only
+//! Long values (ones their key's head only names) are read only when needed: a put or
+//! a single-key delete reads the key's head but not the value it replaces (the hub reads that value only
 //! for watchers that asked for `prev_kv`, and a watcher whose read fails replays the
 //! revision from storage), and a txn compare that is not on the value reads only the
 //! head. Its own test binary: the failpoint it arms is process-wide.

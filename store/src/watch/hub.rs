@@ -136,9 +136,12 @@ impl WatchHub {
         };
         let mut matched: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
         let mut failed = Vec::new();
+        // In event order (see `RevisionEvents`): one pass, not a search per event (a
+        // lease revocation may defer thousands).
+        let mut deferred_next = deferred_prev.iter().peekable();
         for (index, event) in events.iter().enumerate() {
+            let deferred = deferred_next.next_if(|d| d.event == index);
             let Some(kv) = &event.kv else { continue };
-            let deferred = deferred_prev.iter().find(|d| d.event == index);
             let candidates = state.by_key.get(&kv.key).into_iter().flatten().chain(state.ranged.iter());
             for key in candidates {
                 let w = &state.watchers[key];

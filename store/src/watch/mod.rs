@@ -21,8 +21,8 @@ use crate::revision::Revision;
 
 /// The events of one revision, as the apply path hands them to the hub.
 ///
-/// Invariant: every [`DeferredPrev`] names a PUT event of `events` whose `prev_kv` is
-/// complete except for its value.
+/// Invariant: `deferred_prev` is in event order, and each [`DeferredPrev`] names an
+/// event of `events` whose `prev_kv` is complete except for its value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RevisionEvents {
     /// The revision the events were written at.
