@@ -2,6 +2,8 @@
 //!
 //! * [`format`]: the on-disk format (the spec).
 //! * [`writer`]: the thread that performs every file write, in order.
+//! * [`segment_file`]: one segment as the writer writes it, with direct I/O where
+//!   the file system allows it.
 //! * [`prealloc`]: zero-filled segment files, the next one prepared in the background.
 //! * [`reclaim`]: deleting purged segments on a background thread.
 //! * [`metrics`]: fsync times and bytes written, under etcd's metric names.
@@ -16,6 +18,7 @@ pub mod format;
 pub mod metrics;
 mod prealloc;
 mod reclaim;
+mod segment_file;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};

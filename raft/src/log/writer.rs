@@ -5,7 +5,8 @@
 //! commit) before any of their callbacks fire; a truncate, purge or vote is executed
 //! only after every earlier append is durable, and is itself durable before it is
 //! acknowledged (for a purge: its purge point; the segments below it are deleted
-//! afterwards by the reclaimer thread).
+//! afterwards by the reclaimer thread). Segments are written with direct I/O where
+//! the file system allows it ([`super::segment_file`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -18,6 +19,7 @@ use super::format;
 use super::metrics::LogMetrics;
 use super::prealloc::Preallocator;
 use super::reclaim::Reclaimer;
+use super::segment_file::SegmentFile;
 use super::Shared;
 
 /// Called once an append is durable (or failed).
@@ -44,11 +46,13 @@ pub(crate) enum Command {
 
 pub(crate) struct Writer {
     dir: PathBuf,
-    files: BTreeMap<u64, File>,
+    files: BTreeMap<u64, SegmentFile>,
     shared: Arc<Shared>,
     prealloc: Preallocator,
     reclaimer: Reclaimer,
     metrics: LogMetrics,
+    /// Whether the first segment's I/O mode was logged.
+    mode_logged: bool,
 }
 
 /// Writes `body` (framed) to `dir/name` atomically and durably.
@@ -69,13 +73,24 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Writer {
     pub(crate) fn new(dir: PathBuf, shared: Arc<Shared>, metrics: LogMetrics) -> Writer {
         let prealloc = Preallocator::new(&dir);
-        Writer { dir, files: BTreeMap::new(), shared, prealloc, reclaimer: Reclaimer::start(), metrics }
+        Writer {
+            dir,
+            files: BTreeMap::new(),
+            shared,
+            prealloc,
+            reclaimer: Reclaimer::start(),
+            metrics,
+            mode_logged: false,
+        }
     }
 
     /// The open file of `segment`; `create`: a new segment, preallocated.
-    fn file(&mut self, segment: u64, create: bool) -> io::Result<&File> {
+    fn file(&mut self, segment: u64, create: bool) -> io::Result<&mut SegmentFile> {
         if create {
             self.files.remove(&segment);
+            for older in self.files.values_mut() {
+                older.release_buffer();
+            }
         }
         if !self.files.contains_key(&segment) {
             let path = format::segment_path(&self.dir, segment);
@@ -84,9 +99,13 @@ impl Writer {
             } else {
                 OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?
             };
+            let file = SegmentFile::open(&path, file);
+            if !std::mem::replace(&mut self.mode_logged, true) {
+                tracing::info!(direct_io = file.is_direct(), dir = %self.dir.display(), "raft log segments opened");
+            }
             self.files.insert(segment, file);
         }
-        Ok(&self.files[&segment])
+        Ok(self.files.get_mut(&segment).expect("inserted above"))
     }
 
     /// Runs until every sender is gone.
@@ -122,7 +141,7 @@ impl Writer {
                         callback(Ok(()));
                     }
                     Command::Append { segment, create, offset, bytes, last_index, callback } => {
-                        let res = self.file(segment, create).and_then(|f| f.write_all_at(&bytes, offset));
+                        let res = self.file(segment, create).and_then(|f| f.append(offset, &bytes));
                         if let Err(e) = res {
                             callback(Err(e));
                         } else {
@@ -149,7 +168,7 @@ impl Writer {
     fn write_deferred(&mut self, deferred: &mut Vec<(u64, bool, u64, Vec<u8>)>) {
         for (segment, create, offset, bytes) in deferred.drain(..) {
             if let Ok(f) = self.file(segment, create) {
-                let _ = f.write_all_at(&bytes, offset);
+                let _ = f.append(offset, &bytes).and_then(|()| f.sync());
             }
         }
     }
@@ -169,8 +188,8 @@ impl Writer {
             });
         })();
         for seg in touched.drain(..) {
-            if let Some(f) = self.files.get(&seg) {
-                if let Err(e) = f.sync_data() {
+            if let Some(f) = self.files.get_mut(&seg) {
+                if let Err(e) = f.sync() {
                     result = Err(e);
                 }
             }
@@ -198,9 +217,7 @@ impl Writer {
                         self.files.remove(seg);
                         remove_file_if_exists(&format::segment_path(&self.dir, *seg))?;
                     }
-                    let f = self.file(segment, false)?;
-                    f.set_len(offset)?;
-                    f.sync_all()?;
+                    self.file(segment, false)?.truncate(offset)?;
                     sync_dir(&self.dir)
                 })();
                 let _ = done.send(res);
@@ -210,7 +227,8 @@ impl Writer {
                 // garbage from then on and go on the reclaimer thread.
                 let res = write_meta_file(&self.dir, super::PURGED_FILE, &body);
                 if res.is_ok() && !remove.is_empty() {
-                    let handles = remove.iter().filter_map(|seg| self.files.remove(seg)).collect();
+                    let handles =
+                        remove.iter().filter_map(|seg| self.files.remove(seg)).map(SegmentFile::into_file).collect();
                     let paths = remove.iter().map(|seg| format::segment_path(&self.dir, *seg)).collect();
                     self.reclaimer.delete(self.dir.clone(), paths, handles);
                 }
