@@ -106,3 +106,64 @@ fn kill_9_loses_no_acknowledged_write() {
     revs.dedup();
     assert_eq!(revs.len(), present.len());
 }
+
+/// The `.wal` segment files of a member's log.
+fn wal_segments(m: &Member) -> usize {
+    std::fs::read_dir(m.data_dir.join("member/wal"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
+        .count()
+}
+
+/// With a snapshot count never reached, the log is still bounded by
+/// `--log-retention-bytes`: a member snapshots and purges by bytes, and a restart
+/// after the purge still has every write.
+#[test]
+fn the_log_is_purged_by_bytes_when_entries_are_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = 4 << 20;
+    let mut m =
+        Member::single(dir.path(), &["--snapshot-count", "1000000", "--log-retention-bytes", &retention.to_string()]);
+    m.start();
+    let rt = runtime();
+    let port = m.client_port;
+    // 96 puts of 512 KiB: 48 MiB of records, three 16 MiB segments and more.
+    let value = vec![b'v'; 512 << 10];
+    rt.block_on(async {
+        let mut kv = KvClient::new(channel(port).await);
+        for i in 0..96 {
+            let req =
+                PutRequest { key: format!("big/{i:03}").into(), value: value.clone().into(), ..Default::default() };
+            kv.put(req).await.unwrap();
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal_segments(&m) > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(wal_segments(&m) <= 2, "{} log segments remain for a {retention}-byte budget", wal_segments(&m));
+    m.stop();
+    m.start();
+    let (count, first, last) = rt.block_on(async {
+        let mut kv = KvClient::new(channel(port).await);
+        let count = kv
+            .range(RangeRequest {
+                key: "big/".into(),
+                range_end: "big0".into(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        let get = |key: &'static str| {
+            let req = RangeRequest { key: key.into(), ..Default::default() };
+            let mut kv = kv.clone();
+            async move { kv.range(req).await.unwrap().into_inner().kvs[0].value.clone() }
+        };
+        (count, get("big/000").await, get("big/095").await)
+    });
+    assert_eq!(count, 96);
+    assert_eq!((first, last), (value.clone().into(), value.into()));
+}

@@ -6,8 +6,8 @@
 //! ([`state_machine`], measured in [`apply_metrics`]), the peer transport
 //! ([`transport`]), the lessor (lease deadlines, decided by the leader: [`lessor`])
 //! and the node that ties them together ([`node`]): proposals (forwarded from
-//! followers), batched ReadIndex barriers, membership changes, and the admission of
-//! bulk writes ([`admission`]). openraft's tasks run on their own threads
+//! followers), batched ReadIndex barriers, membership changes, the admission of
+//! bulk writes ([`admission`]) and the log's byte budget ([`log_retention`]). openraft's tasks run on their own threads
 //! ([`core_runtime`]).
 //!
 //! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
@@ -23,6 +23,7 @@ pub mod core_runtime;
 pub mod error;
 pub mod lessor;
 pub mod log;
+pub mod log_retention;
 pub mod membership;
 mod metric;
 pub mod node;
@@ -32,6 +33,7 @@ pub mod types;
 
 pub use apply_metrics::ApplyMetrics;
 pub use error::{LogError, RaftError, StartError};
+pub use log_retention::LogRetention;
 pub use membership::{MembershipChange, MembershipView};
 pub use node::{NodeConfig, NodeStatus, RaftNode};
 pub use types::MemberNode;

@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// Entries kept in the log after a snapshot for slow followers.
     pub snapshot_catchup_entries: u64,
+    /// The log's byte budget (snapshots and purges by bytes as well as by entries).
+    pub log_retention: crate::LogRetention,
     /// How long a write or linearizable read may take before "request timed out".
     pub request_timeout: Duration,
     /// Members of a new cluster; `None` when joining an existing one or restarting.
@@ -211,6 +213,11 @@ impl RaftNode {
         node.spawn_on_core(node.clone().run_write_batches(writes_rx));
         tokio::spawn(node.clone().run_leadership_watch());
         tokio::spawn(node.clone().run_lease_expiry());
+        tokio::spawn(crate::log_retention::run(
+            node.shared.raft.clone(),
+            node.shared.log_progress.clone(),
+            config.log_retention,
+        ));
         Ok(node)
     }
 

@@ -302,3 +302,25 @@ fn reopening_decodes_entries_only_when_they_are_read() {
         assert_eq!(got[0].log_id.index, i);
     }
 }
+
+/// The byte accounting behind the log's byte budget (`log_retention`): record bytes
+/// after an index, and the purge point that keeps a number of bytes up to an index.
+#[test]
+fn bytes_after_and_purge_point_count_record_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogStore::open(dir.path()).unwrap();
+    // Keys k1..k9: entries of equal size.
+    append(&log, (1..=9).map(|i| entry(1, i, 1000)).collect());
+    let progress = log.progress();
+    let total = progress.bytes_after(0);
+    let one = total / 9;
+    assert_eq!(one * 9, total, "entries of equal size have equal records");
+    assert!(one > 1000 + format::RECORD_HEADER_LEN as u64);
+    assert_eq!(progress.bytes_after(6), 3 * one);
+    assert_eq!(progress.bytes_after(9), 0);
+    // Keeping 2.5 entries' bytes up to index 8 keeps 8 and 7; 6 and below may go.
+    assert_eq!(progress.purge_point(8, 2 * one + one / 2), Some(6));
+    assert_eq!(progress.purge_point(8, 2 * one), Some(6));
+    assert_eq!(progress.purge_point(8, 8 * one), None);
+    assert_eq!(progress.purge_point(9, 0), Some(9));
+}

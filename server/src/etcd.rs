@@ -172,6 +172,7 @@ impl EtcdServer {
             election_timeout: election,
             snapshot_count: config.snapshot_count,
             snapshot_catchup_entries: config.experimental_snapshot_catchup_entries,
+            log_retention: strake_raft::LogRetention { bytes: config.log_retention_bytes },
             request_timeout: Duration::from_secs(5) + 2 * election,
             bootstrap,
             log_metrics: metrics.log.clone(),

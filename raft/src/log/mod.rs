@@ -185,6 +185,11 @@ fn evict(ix: &mut Index) {
     }
 }
 
+/// Bytes of a record whose payload is `len` bytes.
+fn record_bytes(len: u32) -> u64 {
+    (format::RECORD_HEADER_LEN + len as usize) as u64
+}
+
 fn read_error(log_id: LogId, e: io::Error) -> StorageError {
     StorageIOError::new(ErrorSubject::Log(log_id), ErrorVerb::Read, openraft::AnyError::new(&e)).into()
 }
@@ -324,6 +329,26 @@ impl LogProgress {
     pub fn last_appended(&self) -> u64 {
         let ix = self.shared.index.lock();
         ix.slots.back().map_or_else(|| ix.last_purged.map_or(0, |l| l.index), |s| s.log_id.index)
+    }
+
+    /// Record bytes of the entries after `index` that the log holds.
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        let ix = self.shared.index.lock();
+        ix.slots.iter().rev().take_while(|s| s.log_id.index > index).map(|s| record_bytes(s.len)).sum()
+    }
+
+    /// The highest index up to which the log may be purged so that the entries up to
+    /// `upto` it keeps hold at most `keep` record bytes (`None`: they all fit).
+    pub fn purge_point(&self, upto: u64, keep: u64) -> Option<u64> {
+        let ix = self.shared.index.lock();
+        let mut kept = 0u64;
+        for slot in ix.slots.iter().rev().skip_while(|s| s.log_id.index > upto) {
+            kept += record_bytes(slot.len);
+            if kept > keep {
+                return Some(slot.log_id.index);
+            }
+        }
+        None
     }
 
     /// Waits until an entry after `index` is durable.
