@@ -7,8 +7,8 @@
 //! ([`transport`]), the lessor (lease deadlines, decided by the leader: [`lessor`])
 //! and the node that ties them together ([`node`]): proposals (forwarded from
 //! followers), batched ReadIndex barriers, membership changes, the admission of
-//! bulk writes ([`admission`]) and the log's byte budget ([`log_retention`]). openraft's tasks run on their own threads
-//! ([`core_runtime`]).
+//! bulk writes ([`admission`]) and the log's byte budget ([`log_retention`]).
+//! openraft's tasks run on their own threads ([`core_runtime`]).
 //!
 //! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
 //! truncations and purges are durable before they return; the store records each

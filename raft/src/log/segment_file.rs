@@ -10,9 +10,9 @@
 //! `fdatasync` wait for that page's writeback, queued behind RocksDB's own writeback
 //! on the same disk; a direct write goes to the device at once.
 //!
-//! Invariant: in direct mode `tail` holds exactly the file's bytes from `tail_start`
-//! up to `tail_start + tail_len` (what earlier syncs wrote, then what was appended
-//! since), and zeros after it. Rewriting the partial block of earlier records
+//! Invariant: in direct mode a [`Tail`] holds exactly the file's bytes from its
+//! `start` up to `start + len` (what earlier syncs wrote, then what was appended
+//! since), and zeros after them. Rewriting the partial block of earlier records
 //! therefore writes the same bytes again: a torn write of that block cannot damage
 //! records that were already durable.
 
@@ -25,7 +25,7 @@ use super::format::SEGMENT_TARGET_BYTES;
 
 /// Alignment of direct writes (offset, length and buffer address): the page size,
 /// a multiple of every logical block size in use.
-pub(crate) const BLOCK: usize = 4096;
+const BLOCK: usize = 4096;
 
 /// A zero-initialised byte buffer whose start is aligned to [`BLOCK`].
 struct AlignedBuf {
