@@ -34,13 +34,21 @@ impl Default for LogRetention {
     }
 }
 
-/// Runs until the Raft stops (see the module documentation).
+/// How long a requested snapshot may take before it is asked for again (openraft
+/// ignores a request while it is building one, or when nothing new was applied).
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(10);
+
+/// Runs until the Raft stops (see the module documentation). A budget of 0 bytes
+/// turns the byte policy off: only openraft's entry counts apply.
 pub async fn run(raft: Raft, log: LogProgress, retention: LogRetention) {
+    if retention.bytes == 0 {
+        return;
+    }
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The snapshot index when this task last asked for a snapshot: ask again only
-    // once that one is done.
-    let mut requested_at: Option<Option<u64>> = None;
+    // The snapshot index when this task last asked for a snapshot, and when: ask
+    // again once that one is done, or after SNAPSHOT_RETRY.
+    let mut requested: Option<(Option<u64>, tokio::time::Instant)> = None;
     loop {
         tick.tick().await;
         let (snapshot, purged) = {
@@ -51,14 +59,14 @@ pub async fn run(raft: Raft, log: LogProgress, retention: LogRetention) {
             }
             (m.snapshot.map(|l| l.index), m.purged.map(|l| l.index))
         };
-        if requested_at.is_some_and(|at| at != snapshot) {
-            requested_at = None;
+        if requested.is_some_and(|(at, when)| at != snapshot || when.elapsed() > SNAPSHOT_RETRY) {
+            requested = None;
         }
-        if requested_at.is_none() && log.bytes_after(snapshot.unwrap_or(0)) > retention.bytes {
+        if requested.is_none() && log.bytes_after(snapshot.unwrap_or(0)) > retention.bytes {
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
-            requested_at = Some(snapshot);
+            requested = Some((snapshot, tokio::time::Instant::now()));
         }
         if let Some(upto) = snapshot.and_then(|s| log.purge_point(s, retention.bytes)) {
             if purged.is_none_or(|p| upto > p) {

@@ -67,7 +67,8 @@ pub struct EtcdConfig {
     #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
     /// strake only: Raft log bytes after which a snapshot is taken, and the most kept
-    /// behind it, besides the entry counts above (a batch entry may hold megabytes).
+    /// behind it, besides the entry counts above (a batch entry may hold megabytes);
+    /// 0 turns this off.
     #[arg(long, env = "STRAKE_LOG_RETENTION_BYTES", default_value_t = strake_raft::LogRetention::default().bytes)]
     pub log_retention_bytes: u64,
     /// Log level: debug, info, warn, error.
