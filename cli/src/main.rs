@@ -15,6 +15,8 @@ use strake_server::{EtcdConfig, EtcdServer};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod huge_pages;
+
 fn init_logging(level: &str, json: bool) {
     // openraft is chatty at info; keep it at warn unless asked for debug.
     let default = match level {
@@ -45,6 +47,7 @@ fn run_etcd(args: Vec<String>) -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&config.log_level, config.log_json);
+    huge_pages::disable_transparent_huge_pages();
     if config.experimental_failpoints {
         // Armed for the life of the process.
         std::mem::forget(fail::FailScenario::setup());

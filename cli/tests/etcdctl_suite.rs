@@ -304,6 +304,11 @@ fn http_endpoints_and_wal_metrics() {
     );
     assert!(metric_value(&after, "strake_apply_entry_writes_count") >= 1.0, "{after}");
     assert!(after.contains("etcd_server_slow_apply_total"), "{after}");
+    // The server turned transparent huge pages off for itself (`huge_pages.rs`).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
 }
 
 #[test]
