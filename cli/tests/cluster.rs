@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{channel, json, pause, runtime, Cluster, Member};
+use common::{channel, http_get, json, metric_value, pause, runtime, Cluster, Member};
 use strake_proto::etcdserverpb::kv_client::KvClient;
 use strake_proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
 
@@ -527,4 +527,72 @@ fn a_leader_with_a_slow_disk_commits_on_its_followers_and_acknowledges_after_its
         acknowledged >= Duration::from_millis(DELAY_MS),
         "the put was acknowledged after {acknowledged:?}, before the leader's own fsync ({DELAY_MS} ms)"
     );
+}
+
+/// Writes sent to a follower by many clients at once reach the leader in batches
+/// (`ForwardBatch`), and each client gets its own write's result; a leader that does
+/// not know the batch call (an older version, simulated by a failpoint on every
+/// member) gets them one by one, and no write fails.
+#[test]
+fn writes_through_a_follower_are_forwarded_in_batches_and_one_by_one_to_an_older_leader() {
+    const CLIENTS: usize = 48;
+    const PUTS: usize = 10;
+    for older_leader in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::new(dir.path(), 3, &FAST);
+        if older_leader {
+            for m in &mut c.members {
+                m.extra_args.push("--experimental-failpoints".into());
+                m.env.push(("FAILPOINTS".into(), "peer-forward-batch-unimplemented=return".into()));
+            }
+        }
+        c.start();
+        let leader = c.leader(Duration::from_secs(10));
+        let follower = (leader + 1) % 3;
+        let port = c.members[follower].client_port;
+        // Each client's (key, revision of its put's answer).
+        let answered: Vec<(String, i64)> = runtime().block_on(async {
+            let ch = channel(port).await;
+            let clients = (0..CLIENTS).map(|t| {
+                let mut kv = KvClient::new(ch.clone());
+                tokio::spawn(async move {
+                    let mut answered = Vec::new();
+                    for i in 0..PUTS {
+                        let key = format!("fw/{t:02}/{i}");
+                        let put =
+                            PutRequest { key: key.clone().into(), value: key.clone().into(), ..Default::default() };
+                        let resp = kv.put(put).await.expect("a forwarded put succeeds").into_inner();
+                        answered.push((key, resp.header.unwrap().revision));
+                    }
+                    answered
+                })
+            });
+            let mut all = Vec::new();
+            for client in clients.collect::<Vec<_>>() {
+                all.extend(client.await.unwrap());
+            }
+            all
+        });
+        // Every answer is its own write's: the revision it names is the key's.
+        let stored: HashMap<String, i64> = runtime().block_on(async {
+            let mut kv = KvClient::new(channel(c.members[leader].client_port).await);
+            let range = RangeRequest { key: "fw/".into(), range_end: "fw0".into(), ..Default::default() };
+            let kvs = kv.range(range).await.unwrap().into_inner().kvs;
+            kvs.into_iter().map(|kv| (String::from_utf8(kv.key.to_vec()).unwrap(), kv.mod_revision)).collect()
+        });
+        assert_eq!(stored.len(), CLIENTS * PUTS);
+        for (key, revision) in &answered {
+            assert_eq!(stored.get(key), Some(revision), "the answer to the put of {key} names another write");
+        }
+        let (_, metrics) = http_get(port, "/metrics").unwrap();
+        let forwarded = metric_value(&metrics, "strake_forwarded_writes_total");
+        let calls = metric_value(&metrics, "strake_forward_batch_writes_count");
+        assert!(forwarded >= (CLIENTS * PUTS) as f64, "{metrics}");
+        if older_leader {
+            // Batches were tried, refused, and the writes went one by one.
+            assert!(forwarded > (CLIENTS * PUTS) as f64 && calls >= 1.0, "{metrics}");
+        } else {
+            assert!(calls < forwarded, "no two writes shared a call: {calls} calls for {forwarded} writes");
+        }
+    }
 }

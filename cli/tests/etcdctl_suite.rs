@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{etcdctl_stdin, http_get, json, Cluster, Member, Target};
+use common::{etcdctl_stdin, http_get, json, metric_value, Cluster, Member, Target};
 
 /// Runs `suite` against a fresh single member.
 fn single(suite: fn(&Target, &std::path::Path)) {
@@ -468,13 +468,4 @@ fn labelled_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
         .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} with {labels:?}"))
-}
-
-/// The value of an unlabelled sample `name` in a Prometheus text exposition.
-fn metric_value(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name}"))
 }

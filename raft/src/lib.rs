@@ -6,7 +6,7 @@
 //! ([`state_machine`], measured in [`apply_metrics`]), the peer transport
 //! ([`transport`]), the lessor (lease deadlines, decided by the leader: [`lessor`])
 //! and the node that ties them together ([`node`]): proposals (forwarded from
-//! followers), batched ReadIndex barriers, membership changes, the admission of
+//! followers in batches: [`forward`]), batched ReadIndex barriers, membership changes, the admission of
 //! bulk writes ([`admission`]) and the log's byte budget ([`log_retention`]).
 //! openraft's tasks run on their own threads ([`core_runtime`]).
 //!
@@ -21,6 +21,7 @@ pub mod apply_metrics;
 pub mod codec;
 pub mod core_runtime;
 pub mod error;
+pub mod forward;
 pub mod lessor;
 pub mod log;
 pub mod log_retention;
@@ -33,6 +34,7 @@ pub mod types;
 
 pub use apply_metrics::ApplyMetrics;
 pub use error::{LogError, RaftError, StartError};
+pub use forward::ForwardMetrics;
 pub use log_retention::LogRetention;
 pub use membership::{MembershipChange, MembershipView};
 pub use node::{NodeConfig, NodeStatus, RaftNode};

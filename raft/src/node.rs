@@ -20,6 +20,7 @@ use crate::admission::BulkAdmission;
 use crate::apply_metrics::ApplyMetrics;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
+use crate::forward::{ForwardMetrics, Forwarder};
 use crate::lessor::{Lessor, EXPIRY_CHECK_INTERVAL};
 use crate::log::{LogMetrics, LogProgress, LogStore};
 use crate::membership::{messages, MembershipChange, MembershipView, MAX_LEARNERS, PROMOTE_READY_RATIO};
@@ -54,6 +55,8 @@ pub struct NodeConfig {
     pub log_metrics: LogMetrics,
     /// Where the state machine records apply times, batch sizes and slow applies.
     pub apply_metrics: ApplyMetrics,
+    /// Where a follower records the writes it forwards to the leader.
+    pub forward_metrics: ForwardMetrics,
 }
 
 /// A snapshot of the node's Raft state for status and headers.
@@ -110,6 +113,8 @@ struct Shared {
     raft: Raft,
     store: Store,
     peers: PeerClients,
+    /// Writes this member forwards while it follows.
+    forwarder: Forwarder,
     lessor: Lessor,
     reads: mpsc::UnboundedSender<ReadWaiter>,
     follower_reads: mpsc::UnboundedSender<FollowerRead>,
@@ -123,6 +128,19 @@ struct Shared {
     log_progress: LogProgress,
     /// Where openraft's tasks run.
     core: CoreRuntime,
+}
+
+/// Waits until `deadline` for the reply to a request handed to one of the node's
+/// tasks: `Timeout` when it does not come in time, `Stopped` when the task is gone.
+pub(crate) async fn reply_by<T>(
+    deadline: tokio::time::Instant,
+    reply: oneshot::Receiver<Result<T, RaftError>>,
+) -> Result<T, RaftError> {
+    match tokio::time::timeout_at(deadline, reply).await {
+        Err(_) => Err(RaftError::Timeout),
+        Ok(Err(_)) => Err(RaftError::Stopped),
+        Ok(Ok(r)) => r,
+    }
 }
 
 /// One member's Raft. Cheap to clone.
@@ -195,6 +213,7 @@ impl RaftNode {
             cluster_id: config.cluster_id,
             raft,
             store,
+            forwarder: Forwarder::start(peers.clone(), config.forward_metrics.clone()),
             peers,
             lessor: Lessor::default(),
             reads: reads_tx,
@@ -317,17 +336,16 @@ impl RaftNode {
     }
 
     /// Proposes a write and waits for its result. From a follower the write is
-    /// forwarded to the leader. Errors after the write may have been proposed are
+    /// forwarded to the leader (batched with others, see [`crate::forward`]). Errors after the write may have been proposed are
     /// indeterminate (`LeaderChanged`, `Timeout`): it may or may not take effect.
     pub async fn propose(&self, req: WriteRequest) -> Result<write_result::Result, RaftError> {
         let deadline = tokio::time::Instant::now() + self.shared.request_timeout;
         loop {
             let (leader, node) = self.wait_for_leader(deadline).await?;
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if leader == self.shared.id {
                 return self.propose_local(req, deadline).await;
             }
-            match self.shared.peers.forward(&node, req.clone(), remaining).await {
+            match self.shared.forwarder.forward(leader, &node, req.clone(), deadline).await {
                 Ok(result) => return result.result.ok_or_else(|| RaftError::Other("empty forwarded result".into())),
                 // The leader refused before proposing, or was not reached: safe to
                 // try again (against the next leader once one is elected).
@@ -358,11 +376,7 @@ impl RaftNode {
         let _admitted = self.shared.bulk.admit(req.encoded_len(), deadline).await?;
         let (done, wait) = oneshot::channel();
         self.shared.writes.send(PendingWrite { req, done }).map_err(|_| RaftError::Stopped)?;
-        let result = match tokio::time::timeout_at(deadline, wait).await {
-            Err(_) => return Err(RaftError::Timeout),
-            Ok(Err(_)) => return Err(RaftError::Stopped),
-            Ok(Ok(r)) => r?,
-        };
+        let result = reply_by(deadline, wait).await?;
         if let (Some((id, ttl)), write_result::Result::LeaseGrant(_)) = (grant, &result) {
             self.shared.lessor.granted(id, ttl, Instant::now());
         }
@@ -475,11 +489,7 @@ impl RaftNode {
     pub async fn local_read_index(&self, deadline: tokio::time::Instant) -> Result<u64, RaftError> {
         let (tx, rx) = oneshot::channel();
         self.shared.reads.send(tx).map_err(|_| RaftError::Stopped)?;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(RaftError::Timeout),
-            Ok(Err(_)) => Err(RaftError::Stopped),
-            Ok(Ok(r)) => r.map(|_| self.status().applied_index),
-        }
+        reply_by(deadline, rx).await.map(|_| self.status().applied_index)
     }
 
     async fn wait_applied(&self, index: u64, deadline: tokio::time::Instant) -> Result<(), RaftError> {
@@ -507,11 +517,7 @@ impl RaftNode {
         let (done, wait) = oneshot::channel();
         let read = FollowerRead { leader_id, leader, done };
         self.shared.follower_reads.send(read).map_err(|_| RaftError::Stopped)?;
-        match tokio::time::timeout_at(deadline, wait).await {
-            Err(_) => Err(RaftError::Timeout),
-            Ok(Err(_)) => Err(RaftError::Stopped),
-            Ok(Ok(r)) => r,
-        }
+        reply_by(deadline, wait).await
     }
 
     /// On followers, one ReadIndex request to the leader at a time; every read that

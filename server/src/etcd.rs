@@ -177,6 +177,7 @@ impl EtcdServer {
             bootstrap,
             log_metrics: metrics.log.clone(),
             apply_metrics: metrics.apply.clone(),
+            forward_metrics: metrics.forward.clone(),
         };
         let node = RaftNode::start(node_config, store.clone()).await?;
 

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// strake_apply_entry_duration_seconds, strake_apply_entry_writes and
     /// etcd_server_slow_apply_total, recorded by the state machine.
     pub apply: strake_raft::ApplyMetrics,
+    /// strake_forward_batch_writes and strake_forwarded_writes_total, recorded by a
+    /// follower's forwarder.
+    pub forward: strake_raft::ForwardMetrics,
     /// grpc_server_* and etcd_network_client_grpc_*_bytes_total, recorded by the
     /// middleware in front of the gRPC services.
     pub grpc: crate::grpc_metrics::GrpcMetrics,
@@ -150,6 +153,11 @@ impl Metrics {
                 let apply = strake_raft::ApplyMetrics::default();
                 apply.register(&r).expect("unique metric");
                 apply
+            },
+            forward: {
+                let forward = strake_raft::ForwardMetrics::default();
+                forward.register(&r).expect("unique metric");
+                forward
             },
             grpc: crate::grpc_metrics::GrpcMetrics::register(&r, extensive).expect("unique metric"),
             registry: r,

@@ -507,3 +507,12 @@ impl Cluster {
         }
     }
 }
+
+/// The value of the sample `name` (without labels) in a Prometheus exposition.
+pub fn metric_value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}"))
+}

@@ -15,8 +15,8 @@ use openraft::{OptionalSend, Snapshot};
 use parking_lot::Mutex;
 use strake_proto::strakepb::raft_peer_client::RaftPeerClient;
 use strake_proto::strakepb::{
-    self, snapshot_chunk, JsonMessage, LeaseKeepAliveForward, ReadIndexRequest, SnapshotChunk, SnapshotHeader,
-    WriteRequest, WriteResult,
+    self, snapshot_chunk, ForwardBatchRequest, JsonMessage, LeaseKeepAliveForward, ReadIndexRequest, SnapshotChunk,
+    SnapshotHeader, WriteRequest, WriteResult,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -74,13 +74,20 @@ fn status_error(s: &tonic::Status) -> RaftError {
         tonic::Code::Unavailable | tonic::Code::Cancelled => RaftError::LeaderChanged,
         tonic::Code::Unknown if s.message() == "transport error" => RaftError::LeaderChanged,
         tonic::Code::DeadlineExceeded => RaftError::Timeout,
-        _ => match s.message() {
-            m if m == RaftError::NoLeader.to_string() => RaftError::NoLeader,
-            m if m == RaftError::NotLeader.to_string() => RaftError::NotLeader,
-            m if m == RaftError::LeaderChanged.to_string() => RaftError::LeaderChanged,
-            m if m == RaftError::Timeout.to_string() => RaftError::Timeout,
-            m => RaftError::Other(m.to_string()),
-        },
+        _ => error_from_message(s.message()),
+    }
+}
+
+/// The error a peer reported by its message (a [`RaftError`]'s text).
+fn error_from_message(message: &str) -> RaftError {
+    match message {
+        m if m == RaftError::NoLeader.to_string() => RaftError::NoLeader,
+        m if m == RaftError::NotLeader.to_string() => RaftError::NotLeader,
+        m if m == RaftError::LeaderChanged.to_string() => RaftError::LeaderChanged,
+        m if m == RaftError::Timeout.to_string() => RaftError::Timeout,
+        // The leader is shutting down: for the follower, leadership changes.
+        m if m == RaftError::Stopped.to_string() => RaftError::LeaderChanged,
+        m => RaftError::Other(m.to_string()),
     }
 }
 
@@ -116,6 +123,33 @@ impl PeerClients {
         request.set_timeout(timeout);
         let resp = self.get(leader)?.forward(request).await.map_err(|s| status_error(&s))?;
         Ok(resp.into_inner())
+    }
+
+    /// Sends writes to the leader `leader` in one call and returns each one's
+    /// outcome, in order; `None` when the leader does not know the call (an older
+    /// version), in which case none of the writes was proposed.
+    pub async fn forward_batch(
+        &self,
+        leader: &MemberNode,
+        requests: Vec<WriteRequest>,
+        timeout: Duration,
+    ) -> Result<Option<Vec<Result<WriteResult, RaftError>>>, RaftError> {
+        let mut request = tonic::Request::new(ForwardBatchRequest { requests });
+        request.set_timeout(timeout);
+        match self.get(leader)?.forward_batch(request).await {
+            Ok(resp) => Ok(Some(
+                resp.into_inner()
+                    .outcomes
+                    .into_iter()
+                    .map(|o| match o.result {
+                        Some(result) if o.error.is_empty() => Ok(result),
+                        _ => Err(error_from_message(&o.error)),
+                    })
+                    .collect(),
+            )),
+            Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(s) => Err(status_error(&s)),
+        }
     }
 
     /// Asks the leader for a read index (its commit index, confirmed by a quorum).
