@@ -413,7 +413,7 @@ fn disk_use_stays_bounded_under_a_steady_write_load() {
     c.start();
     let rt = runtime();
     let value = vec![b'v'; 512 << 10];
-    let mut peak = vec![0u64; 3];
+    let mut peak = [0u64; 3];
     rt.block_on(async {
         let mut kv = KvClient::new(channel(c.members[0].client_port).await).max_decoding_message_size(4 << 20);
         for i in 0..1280 {

@@ -16,6 +16,10 @@
 //! purged only behind a flushed store, so a crash replays exactly the missing suffix.
 //! It knows nothing of the etcd client API: the server crate speaks gRPC to clients.
 
+// openraft's storage and network traits fix the error types (`StorageError`,
+// `RPCError`), which are large; boxing them is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 pub mod admission;
 pub mod apply_metrics;
 pub mod codec;

@@ -56,7 +56,7 @@ impl Lease for LeaseService {
             if !chosen {
                 req.id = new_lease_id();
             }
-            match self.server.propose(W::LeaseGrant(req.clone())).await {
+            match self.server.propose(W::LeaseGrant(req)).await {
                 Ok(R::LeaseGrant(mut resp)) => {
                     self.server.fill(&mut resp.header);
                     return Ok(Response::new(resp));

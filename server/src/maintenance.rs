@@ -166,7 +166,7 @@ impl Maintenance for MaintenanceService {
                     hasher.update(&buf);
                     sent += n as u64;
                     let msg = SnapshotResponse {
-                        header: Some(header.clone()),
+                        header: Some(header),
                         remaining_bytes: total - sent,
                         blob: buf.into(),
                         version: ETCD_VERSION.to_string(),
@@ -177,7 +177,7 @@ impl Maintenance for MaintenanceService {
                 }
                 let digest = hasher.finalize().to_vec();
                 let msg = SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: 0,
                     blob: digest.into(),
                     version: ETCD_VERSION.to_string(),

@@ -82,7 +82,7 @@ pub async fn create_if_absent(
         TxnRequest { compare: vec![create_revision_is(key, 0)], success: vec![put], failure: vec![get(key)] },
     )
     .await?;
-    let header = resp.header.clone().unwrap_or_default();
+    let header = resp.header.unwrap_or_default();
     if resp.succeeded {
         return Ok((header.revision, value, header));
     }
@@ -107,7 +107,7 @@ pub async fn wait_deletes(server: &Server, prefix: &Bytes, max_rev: i64) -> Resu
             ..Default::default()
         };
         let resp = server.range(&req).await?;
-        let header = resp.header.clone().unwrap_or_default();
+        let header = resp.header.unwrap_or_default();
         let Some(last) = resp.kvs.first() else { return Ok(header) };
         wait_delete(server, &last.key, header.revision + 1).await?;
     }
@@ -127,10 +127,8 @@ pub async fn wait_delete(server: &Server, key: &Bytes, from: i64) -> Result<(), 
     session.create(0, spec).map_err(|e| Status::internal(e.to_string()))?;
     loop {
         match session.next().await {
-            SessionMessage::Events { events, .. } => {
-                if events.iter().any(|e| e.r#type == EventType::Delete as i32) {
-                    return Ok(());
-                }
+            SessionMessage::Events { events, .. } if events.iter().any(|e| e.r#type == EventType::Delete as i32) => {
+                return Ok(());
             }
             SessionMessage::Compacted { .. } => {
                 // History is gone; look again at the present state.

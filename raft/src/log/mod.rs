@@ -417,8 +417,7 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
             offset: c.offset,
             detail: c.detail,
         })?;
-        let mut expected = seg;
-        for rec in &records {
+        for (expected, rec) in (seg..).zip(&records) {
             let start = rec.offset as usize + format::RECORD_HEADER_LEN;
             let payload = &bytes[start..start + rec.len as usize];
             // Only the header: the CRC vouches for the rest, and decoding every entry
@@ -436,7 +435,6 @@ fn load_segments(dir: &Path, vote: Option<Vote>, last_purged: Option<LogId>) -> 
                     detail: format!("entry index {} where {expected} was expected", log_id.index),
                 });
             }
-            expected += 1;
             if log_id.index < first_kept {
                 continue;
             }
