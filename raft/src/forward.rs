@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus::{Histogram, IntCounter};
-use prost::Message;
 use strake_proto::strakepb::{WriteRequest, WriteResult};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::RaftError;
 use crate::metric::{counter, exponential, histogram};
-use crate::node::{reply_by, MAX_BATCH_BYTES, MAX_BATCH_WRITES};
+use crate::node::{gather_writes, reply_by};
 use crate::transport::client::PeerClients;
 use crate::types::MemberNode;
 
@@ -126,17 +125,7 @@ impl Forwarder {
             // The handlers made ready with the one that woke us queue their writes
             // before we look.
             tokio::task::yield_now().await;
-            let mut bytes = first.req.encoded_len();
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(w) => {
-                        bytes += w.req.encoded_len();
-                        batch.push(w);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let mut batch = gather_writes(first, &mut rx, |w| &w.req);
             // One call per leader, in queue order (a leader change splits a batch).
             while !batch.is_empty() {
                 let leader_id = batch[0].leader_id;

@@ -143,6 +143,27 @@ pub(crate) async fn reply_by<T>(
     }
 }
 
+/// `first` and whatever else `rx` holds already, up to [`MAX_BATCH_WRITES`] writes
+/// or [`MAX_BATCH_BYTES`] (`request` names each item's write), in queue order.
+pub(crate) fn gather_writes<T>(
+    first: T,
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    request: impl Fn(&T) -> &WriteRequest,
+) -> Vec<T> {
+    let mut bytes = request(&first).encoded_len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(w) => {
+                bytes += request(&w).encoded_len();
+                batch.push(w);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// One member's Raft. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -405,17 +426,7 @@ impl RaftNode {
                 }
             }
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            let mut bytes = first.req.encoded_len();
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(w) => {
-                        bytes += w.req.encoded_len();
-                        batch.push(w);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let batch = gather_writes(first, &mut rx, |w| &w.req);
             let raft = self.shared.raft.clone();
             let (finished_tx, finished_rx) = oneshot::channel();
             previous = Some((progress.last_appended(), finished_rx));

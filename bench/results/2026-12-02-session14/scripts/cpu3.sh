@@ -1,17 +1,20 @@
 #!/bin/bash
-# usage: cpu3.sh BIN LABEL WORKLOAD: 3 members, 64 clients over 8 conns, 8 s; CPU per op of each member and the client
+# usage: cpu3.sh BIN LABEL WORKLOAD: 3 members, 64 clients over 8 conns, 8 s; ops/s, p99,
+# CPU per op of each member and of the client.
+#   LEADER=1 / LEADER=0: clients on the leader only / on one follower only (default: all members)
+#   METRICS=1: print each member's forwarding metrics at the end
+#   PERF=1: perf record the leader for 4 s into /tmp/ab/s14/LABEL.perf
 BIN=$1; LABEL=$2; WL=${3:-put}; M=3
 C=$HOME/.cache/strake/target/release/strake
 D=/tmp/ab/data-$LABEL; rm -rf $D; mkdir -p $D
 IC=""; for i in $(seq 1 $M); do IC="$IC,n$i=http://127.0.0.1:$((24800+i))"; done; IC=${IC#,}
 PIDS=""; EPS=""
 for i in $(seq 1 $M); do
-  if [ "$BIN" = etcd ]; then B=$HOME/.cache/strake/etcd-venv/bin/etcd; else B=$BIN; fi
   if [ "$BIN" = etcd ]; then
-  $B --name n$i --data-dir $D/n$i --listen-client-urls http://127.0.0.1:$((24700+i)) --advertise-client-urls http://127.0.0.1:$((24700+i)) \
+  $HOME/.cache/strake/etcd-venv/bin/etcd --name n$i --data-dir $D/n$i --listen-client-urls http://127.0.0.1:$((24700+i)) --advertise-client-urls http://127.0.0.1:$((24700+i)) \
     --listen-peer-urls http://127.0.0.1:$((24800+i)) --initial-advertise-peer-urls http://127.0.0.1:$((24800+i)) --initial-cluster $IC >$D/n$i.log 2>&1 &
   else
-  $B etcd --name n$i --data-dir $D/n$i --listen-client-urls http://127.0.0.1:$((24700+i)) --advertise-client-urls http://127.0.0.1:$((24700+i)) \
+  $BIN etcd --name n$i --data-dir $D/n$i --listen-client-urls http://127.0.0.1:$((24700+i)) --advertise-client-urls http://127.0.0.1:$((24700+i)) \
     --listen-peer-urls http://127.0.0.1:$((24800+i)) --initial-advertise-peer-urls http://127.0.0.1:$((24800+i)) --initial-cluster $IC >$D/n$i.log 2>&1 &
   fi
   PIDS="$PIDS $!"; EPS="$EPS,127.0.0.1:$((24700+i))"
@@ -24,10 +27,19 @@ import json,sys
 for e in json.load(sys.stdin):
   if (e['Status']['header']['member_id']==e['Status']['leader'])==('$LEADER'=='1'): print(e['Endpoint']); break")
 fi
+if [ -n "$PERF" ]; then
+  L=$(for i in 1 2 3; do curl -s http://127.0.0.1:$((24700+i))/metrics | grep -q "^etcd_server_is_leader 1" && echo $i; done)
+  (sleep 2; perf record -F 1999 -g -p $(echo $PIDS | cut -d' ' -f$L) -o /tmp/ab/s14/$LABEL.perf -- sleep 4 >/dev/null 2>&1) &
+  PERFPID=$!
+fi
 cpu() { for p in $PIDS; do awk '{printf "%d ", $14+$15}' /proc/$p/stat; done; }
 a=$(cpu)
 /usr/bin/time -f "%U %S" -o /tmp/ab/ctime3.txt $C bench run $WL --endpoints $EPS --clients 64 --conns 8 --duration 8s --quiet --json /tmp/ab/$LABEL.json >/dev/null 2>&1
 b=$(cpu)
+[ -n "$PERF" ] && wait $PERFPID
+if [ -n "$METRICS" ]; then
+  for i in 1 2 3; do curl -s http://127.0.0.1:$((24700+i))/metrics | grep -E "^strake_forward_batch_writes_(sum|count)|^strake_forwarded_writes_total" | tr "\n" " "; echo; done
+fi
 kill $PIDS; wait $PIDS 2>/dev/null
 python3 - "$a" "$b" $LABEL <<'PY'
 import json,sys
