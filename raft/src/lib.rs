@@ -6,8 +6,9 @@
 //! ([`state_machine`], measured in [`apply_metrics`]), the peer transport
 //! ([`transport`]), the lessor (lease deadlines, decided by the leader: [`lessor`])
 //! and the node that ties them together ([`node`]): proposals (forwarded from
-//! followers in batches: [`forward`]), batched ReadIndex barriers, membership changes, the admission of
-//! bulk writes ([`admission`]) and the log's byte budget ([`log_retention`]).
+//! followers in batches: [`forward`]), batched ReadIndex barriers, membership
+//! changes, the admission of bulk writes ([`admission`]) and the log's byte budget
+//! ([`log_retention`]).
 //! openraft's tasks run on their own threads ([`core_runtime`]).
 //!
 //! Invariants: an entry is acknowledged to openraft only after it is fsynced; votes,
