@@ -85,6 +85,9 @@ pub struct DatasetArgs {
     /// next. Probes are not recorded meanwhile.
     #[arg(long, default_value = "0s", value_parser = crate::cli::parse_duration)]
     pub settle: Duration,
+    /// End the run after this phase (later phases are skipped).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PHASES))]
+    pub stop_after: Option<String>,
     /// Time between probe requests.
     #[arg(long, default_value = "10ms", value_parser = crate::cli::parse_duration)]
     pub probe_interval: Duration,
@@ -473,6 +476,9 @@ async fn run_phases(
         };
         eprint!("{}", table_row(&result));
         phases.push(result);
+        if args.stop_after.as_deref() == Some(*name) {
+            break;
+        }
     }
     shared.stop_probes.store(true, Ordering::Relaxed);
     for p in probes {

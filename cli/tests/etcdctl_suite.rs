@@ -304,6 +304,8 @@ fn http_endpoints_and_wal_metrics() {
     );
     assert!(metric_value(&after, "strake_apply_entry_writes_count") >= 1.0, "{after}");
     assert!(after.contains("etcd_server_slow_apply_total"), "{after}");
+    // No bulk write was held for RocksDB's backlog (a small put never is).
+    assert_eq!(metric_value(&after, "strake_bulk_write_backlog_hold_seconds_count"), 0.0, "{after}");
     // The server turned transparent huge pages off for itself (`huge_pages.rs`).
     let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
     if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {

@@ -37,6 +37,7 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
+pub use admission::AdmissionMetrics;
 pub use apply_metrics::ApplyMetrics;
 pub use error::{LogError, RaftError, StartError};
 pub use forward::ForwardMetrics;

@@ -16,7 +16,7 @@ use strake_proto::strakepb::{write_request, write_result, WriteBatch, WriteReque
 use strake_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::admission::BulkAdmission;
+use crate::admission::{AdmissionMetrics, BulkAdmission};
 use crate::apply_metrics::ApplyMetrics;
 use crate::core_runtime::CoreRuntime;
 use crate::error::{RaftError, StartError};
@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub apply_metrics: ApplyMetrics,
     /// Where a follower records the writes it forwards to the leader.
     pub forward_metrics: ForwardMetrics,
+    /// Where a leader records the bulk writes it held back (see [`crate::admission`]).
+    pub admission_metrics: AdmissionMetrics,
 }
 
 /// A snapshot of the node's Raft state for status and headers.
@@ -229,6 +231,20 @@ impl RaftNode {
         let (reads_tx, reads_rx) = mpsc::unbounded_channel();
         let (follower_reads_tx, follower_reads_rx) = mpsc::unbounded_channel();
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
+        let bulk = BulkAdmission::default().holding_for_backlog(
+            {
+                let store = store.clone();
+                Arc::new(move || {
+                    let backlog = store.write_backlog();
+                    let near = backlog.is_near_throttling();
+                    if near {
+                        tracing::trace!(?backlog, "the store's background work is near throttling writes");
+                    }
+                    near
+                })
+            },
+            config.admission_metrics.clone(),
+        );
         let shared = Arc::new(Shared {
             id: config.id,
             cluster_id: config.cluster_id,
@@ -240,7 +256,7 @@ impl RaftNode {
             reads: reads_tx,
             follower_reads: follower_reads_tx,
             writes: writes_tx,
-            bulk: BulkAdmission::default(),
+            bulk,
             request_timeout: config.request_timeout,
             transferring: AtomicBool::new(false),
             snapshots,

@@ -178,6 +178,7 @@ impl EtcdServer {
             log_metrics: metrics.log.clone(),
             apply_metrics: metrics.apply.clone(),
             forward_metrics: metrics.forward.clone(),
+            admission_metrics: metrics.admission.clone(),
         };
         let node = RaftNode::start(node_config, store.clone()).await?;
 

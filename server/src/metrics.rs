@@ -54,6 +54,9 @@ pub struct Metrics {
     /// strake_forward_batch_writes and strake_forwarded_writes_total, recorded by a
     /// follower's forwarder.
     pub forward: strake_raft::ForwardMetrics,
+    /// strake_bulk_write_backlog_hold_seconds, recorded by a leader's admission of
+    /// bulk writes.
+    pub admission: strake_raft::AdmissionMetrics,
     /// grpc_server_* and etcd_network_client_grpc_*_bytes_total, recorded by the
     /// middleware in front of the gRPC services.
     pub grpc: crate::grpc_metrics::GrpcMetrics,
@@ -158,6 +161,11 @@ impl Metrics {
                 let forward = strake_raft::ForwardMetrics::default();
                 forward.register(&r).expect("unique metric");
                 forward
+            },
+            admission: {
+                let admission = strake_raft::AdmissionMetrics::default();
+                admission.register(&r).expect("unique metric");
+                admission
             },
             grpc: crate::grpc_metrics::GrpcMetrics::register(&r, extensive).expect("unique metric"),
             registry: r,

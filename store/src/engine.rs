@@ -15,6 +15,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
+use crate::backlog::{self, WriteBacklog};
 use crate::error::{Result, StoreError};
 use crate::schema;
 
@@ -166,11 +167,17 @@ impl Engine {
         db_opts.create_missing_column_families(true);
         db_opts.set_atomic_flush(true);
         db_opts.set_paranoid_checks(true);
-        // Two background jobs on a 2-core machine: four (and subcompactions) made a
-        // 20 GiB load 40% slower and its reads slower too. Level-0 triggers stay at
-        // RocksDB's defaults: raising them to 40/64 ended write slowdowns but made
-        // random point reads on 20 GiB 30% slower (more level-0 files to look in).
-        db_opts.set_max_background_jobs(2);
+        // Three background jobs on a 2-core machine: one flush and one compaction,
+        // and a second compaction only while RocksDB sees compaction pressure (8
+        // level-0 files in a column family). Atomic flushes give every column family
+        // a level-0 file per flush, and with one compaction thread busy with `kv`
+        // the small ones piled up to RocksDB's slowdown: a 20 GiB load held its bulk
+        // writes 14× less long with the second thread (BENCHMARKS.md, session 15).
+        // Four jobs with subcompactions made that load 40% slower. Level-0 triggers
+        // stay at RocksDB's defaults: raising them to 40/64 ended write slowdowns
+        // but made random point reads on 20 GiB 30% slower (more level-0 files to
+        // look in); the replication layer holds bulk writes back instead (backlog).
+        db_opts.set_max_background_jobs(3);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_bytes_per_sync(1 << 20);
         // Required by in-place head updates (below); the apply path writes from one
@@ -208,6 +215,8 @@ impl Engine {
             }
             cf_opts.set_block_based_table_factory(&table);
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
+            cf_opts.set_max_write_buffer_number(backlog::MAX_WRITE_BUFFERS as i32);
+            cf_opts.set_level_zero_slowdown_writes_trigger(backlog::LEVEL0_SLOWDOWN_FILES as i32);
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
             cf_opts.set_level_compaction_dynamic_level_bytes(true);
             ColumnFamilyDescriptor::new(*name, cf_opts)
@@ -303,6 +312,29 @@ impl Engine {
         schema::ALL_CFS.iter().filter_map(|cf| self.int_property(cf, name)).sum()
     }
 
+    /// How far flushes and level-0 compactions are behind the writes (see
+    /// [`crate::backlog`]). Takes RocksDB's mutex once per column family.
+    pub fn write_backlog(&self) -> WriteBacklog {
+        let db = self.db();
+        let mut backlog = WriteBacklog {
+            writes_delayed: db.property_int_value("rocksdb.actual-delayed-write-rate").ok().flatten().unwrap_or(0) > 0,
+            writes_stopped: db.property_int_value("rocksdb.is-write-stopped").ok().flatten().unwrap_or(0) > 0,
+            ..Default::default()
+        };
+        for name in schema::ALL_CFS {
+            let level0 = db
+                .property_value_cf(self.cf(name), "rocksdb.num-files-at-level0")
+                .ok()
+                .flatten()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            backlog.level0_files = backlog.level0_files.max(level0);
+            let immutable = self.int_property(name, "rocksdb.num-immutable-mem-table").unwrap_or(0);
+            backlog.immutable_memtables = backlog.immutable_memtables.max(immutable);
+        }
+        backlog
+    }
+
     /// One of RocksDB's integer properties (`rocksdb.*`) of a column family.
     pub fn int_property(&self, cf: &str, name: &str) -> Option<u64> {
         self.db().property_int_value_cf(self.cf(cf), name).ok().flatten()
@@ -358,5 +390,28 @@ fn remove_other_generations(root: &Path, live: u64) {
                 tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale store generation");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_backlog_counts_level0_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), &EngineOptions::default()).unwrap();
+        assert_eq!(engine.write_backlog(), WriteBacklog::default());
+        // Three flushes leave three level-0 files: RocksDB compacts level 0 at four.
+        for i in 0..3u8 {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(engine.cf(schema::CF_KV), [i], b"value");
+            engine.write(batch).unwrap();
+            engine.flush().unwrap();
+        }
+        let backlog = engine.write_backlog();
+        assert_eq!(backlog.level0_files, 3);
+        assert_eq!(backlog.immutable_memtables, 0);
+        assert!(!backlog.is_near_throttling());
     }
 }

@@ -13,11 +13,13 @@
 //! the same state, responses and events on every member.
 //!
 //! Module map: [`schema`] (on-disk format, the spec), [`keycodec`] (order-preserving
-//! key encoding), [`engine`] (RocksDB), [`view`] (reads at a revision), [`latest`]
-//! (the apply path's cache of newest versions), [`range`]
-//! (Range options), [`write`] (one write transaction), [`txn`] (Txn semantics and
-//! validation), [`lease`], [`compact`], [`watch`], [`store`] (the front).
+//! key encoding), [`engine`] (RocksDB), [`backlog`] (how far RocksDB's background
+//! work is behind), [`view`] (reads at a revision), [`latest`] (the apply path's
+//! cache of newest versions), [`range`] (Range options), [`write`] (one write
+//! transaction), [`txn`] (Txn semantics and validation), [`lease`], [`compact`],
+//! [`watch`], [`store`] (the front).
 
+pub mod backlog;
 pub mod compact;
 pub mod engine;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod view;
 pub mod watch;
 pub mod write;
 
+pub use backlog::WriteBacklog;
 pub use engine::EngineOptions;
 pub use error::{ErrorClass, Result, StoreError};
 pub use key_range::{prefix_end, KeyRange};

@@ -637,6 +637,11 @@ impl Store {
         self.engine().flush()
     }
 
+    /// How far RocksDB's flushes and compactions are behind the writes.
+    pub fn write_backlog(&self) -> crate::WriteBacklog {
+        self.engine().write_backlog()
+    }
+
     /// Writes a consistent copy of the store into the new directory `dir`.
     /// Returns the applied marker of the copy.
     pub fn checkpoint(&self, dir: &Path) -> Result<Option<Vec<u8>>> {
