@@ -17,10 +17,11 @@ pub const LEVEL0_SLOWDOWN_FILES: u64 = 20;
 pub const MAX_WRITE_BUFFERS: u64 = 3;
 /// Level-0 files at which the backlog counts as near throttling.
 pub const LEVEL0_NEAR_FILES: u64 = 12;
-const _: () = assert!(LEVEL0_NEAR_FILES < LEVEL0_SLOWDOWN_FILES && IMMUTABLE_NEAR < MAX_WRITE_BUFFERS);
 /// Memtables waiting for their flush at which the backlog counts as near throttling
 /// (one short of a stop).
 pub const IMMUTABLE_NEAR: u64 = MAX_WRITE_BUFFERS - 1;
+// The margins sit below RocksDB's limits.
+const _: () = assert!(LEVEL0_NEAR_FILES < LEVEL0_SLOWDOWN_FILES && IMMUTABLE_NEAR < MAX_WRITE_BUFFERS);
 
 /// One reading of RocksDB's write backlog, the worst column family's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
