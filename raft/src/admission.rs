@@ -95,7 +95,9 @@ impl std::fmt::Debug for BulkAdmission {
     }
 }
 
-/// A [`BacklogProbe`] asked at most once per [`BACKLOG_POLL`].
+/// A [`BacklogProbe`] asked at most once per [`BACKLOG_POLL`]. The lock is held
+/// while the probe runs (a few property reads), so held writes waking together
+/// ask RocksDB once, not once each.
 struct BacklogGauge {
     probe: BacklogProbe,
     last: parking_lot::Mutex<Option<(Instant, bool)>>,

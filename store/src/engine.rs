@@ -313,7 +313,8 @@ impl Engine {
     }
 
     /// How far flushes and level-0 compactions are behind the writes (see
-    /// [`crate::backlog`]). Takes RocksDB's mutex once per column family.
+    /// [`crate::backlog`]). Reads two properties per column family and two of the
+    /// database, each under RocksDB's mutex: callers sample it, not per write.
     pub fn write_backlog(&self) -> WriteBacklog {
         let db = self.db();
         let mut backlog = WriteBacklog {
