@@ -10,6 +10,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use strake_jepsen::cluster::{LocalCluster, TargetSpec};
 
+use crate::proc_cpu;
 use crate::report::{self, Summary};
 use crate::runner::{self, RunOptions};
 use crate::workload::{KeySpec, Workload};
@@ -87,6 +88,36 @@ pub struct RoundResult {
     pub peak_rss_kib: u64,
     /// Largest data directory after the run, bytes.
     pub data_bytes: u64,
+    /// CPU time of each measured run, in the order of `runs` (absent in results
+    /// written before it was measured).
+    #[serde(default)]
+    pub cpu: Vec<CpuUse>,
+}
+
+/// The CPU time one measured run cost: every member's together, and the load
+/// generator's (this process, whose load is the same for both targets).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CpuUse {
+    /// Workload name.
+    pub workload: String,
+    /// Successful operations of the run.
+    pub ops: u64,
+    /// CPU seconds of all members during the run.
+    pub server_seconds: f64,
+    /// CPU seconds of the load generator during the run.
+    pub client_seconds: f64,
+}
+
+impl CpuUse {
+    /// Server CPU per operation, microseconds.
+    pub fn server_micros_per_op(&self) -> f64 {
+        self.server_seconds * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// Load-generator CPU per operation, microseconds.
+    pub fn client_micros_per_op(&self) -> f64 {
+        self.client_seconds * 1e6 / self.ops.max(1) as f64
+    }
 }
 
 /// Restart-to-serving and memory with many keys.
@@ -152,6 +183,7 @@ async fn measure_round(
     let mut cluster = LocalCluster::create(spec, dir.path()).await?;
     cluster.start(Duration::from_secs(60)).await?;
     let mut runs = Vec::new();
+    let mut cpu = Vec::new();
     for w in workloads {
         let opts = RunOptions {
             endpoints: cluster.endpoints(),
@@ -176,14 +208,85 @@ async fn measure_round(
             let warmup = RunOptions { duration: args.warmup, progress: false, ..opts.clone() };
             runner::run(*w, &warmup).await?;
         }
+        let (server_before, client_before) = (members_cpu_time(&cluster, members), proc_cpu::own_cpu_time());
         let s = runner::run(*w, &opts).await?;
+        let (server_after, client_after) = (members_cpu_time(&cluster, members), proc_cpu::own_cpu_time());
+        let seconds = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
+            (Some(b), Some(a)) => a.saturating_sub(b).as_secs_f64(),
+            _ => 0.0,
+        };
+        let used = CpuUse {
+            workload: s.workload.clone(),
+            ops: s.ops,
+            server_seconds: seconds(server_before, server_after),
+            client_seconds: seconds(client_before, client_after),
+        };
         eprint!("{}", report::table(std::slice::from_ref(&s)));
+        eprintln!(
+            "CPU per operation: {label} {:.1} µs, load generator {:.1} µs",
+            used.server_micros_per_op(),
+            used.client_micros_per_op()
+        );
         runs.push(s);
+        cpu.push(used);
     }
     let peak_rss_kib = (0..members).filter_map(|i| cluster.peak_rss_kib(i)).max().unwrap_or(0);
     let data_bytes = (0..members).map(|i| cluster.data_bytes(i)).max().unwrap_or(0);
     cluster.stop_all();
-    Ok(RoundResult { target: label, members, round, runs, peak_rss_kib, data_bytes })
+    Ok(RoundResult { target: label, members, round, runs, peak_rss_kib, data_bytes, cpu })
+}
+
+/// CPU time used so far by every running member together (`None` if any is gone).
+fn members_cpu_time(cluster: &LocalCluster, members: usize) -> Option<Duration> {
+    (0..members).map(|i| cluster.member_pid(i).and_then(proc_cpu::process_cpu_time)).sum()
+}
+
+/// The CPU use of every round's runs, summed per (members, workload, target).
+fn aggregate_cpu(rounds: &[RoundResult]) -> BTreeMap<(usize, String, String), CpuUse> {
+    let mut sums: BTreeMap<(usize, String, String), CpuUse> = BTreeMap::new();
+    for r in rounds {
+        for c in &r.cpu {
+            let sum = sums.entry((r.members, c.workload.clone(), r.target.clone())).or_insert_with(|| CpuUse {
+                workload: c.workload.clone(),
+                ops: 0,
+                server_seconds: 0.0,
+                client_seconds: 0.0,
+            });
+            sum.ops += c.ops;
+            sum.server_seconds += c.server_seconds;
+            sum.client_seconds += c.client_seconds;
+        }
+    }
+    sums
+}
+
+/// A Markdown table of CPU per operation at cluster size `members` (empty when no
+/// round measured it).
+fn cpu_table(cpu: &BTreeMap<(usize, String, String), CpuUse>, members: usize) -> String {
+    let mut out = String::new();
+    for ((m, w, t), s) in cpu {
+        if *m != members || t != "strake" {
+            continue;
+        }
+        let Some(e) = cpu.get(&(members, w.clone(), "etcd".into())) else { continue };
+        if out.is_empty() {
+            out.push_str(
+                "CPU per operation (all members; the load generator's in the same runs):\n\n| workload | strake µs/op | etcd µs/op | ratio | load generator µs/op (strake / etcd runs) |\n|---|---:|---:|---:|---:|\n",
+            );
+        }
+        out.push_str(&format!(
+            "| {w} | {:.1} | {:.1} | **{:.2}×** | {:.1} / {:.1} |\n",
+            s.server_micros_per_op(),
+            e.server_micros_per_op(),
+            s.server_micros_per_op() / e.server_micros_per_op().max(1e-9),
+            s.client_micros_per_op(),
+            e.client_micros_per_op()
+        ));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 async fn measure_restart(spec: TargetSpec, keys: u64) -> anyhow::Result<RestartResult> {
@@ -276,6 +379,7 @@ fn aggregate(rounds: &[RoundResult]) -> BTreeMap<(usize, String, String), Summar
 /// The comparison as Markdown tables with strake/etcd ratios.
 pub fn markdown(c: &Comparison) -> String {
     let agg = aggregate(&c.rounds);
+    let cpu = aggregate_cpu(&c.rounds);
     let mut out = format!("Machine: {}\n\n", c.machine);
     let sizes: std::collections::BTreeSet<usize> = c.rounds.iter().map(|r| r.members).collect();
     for m in sizes {
@@ -320,6 +424,7 @@ pub fn markdown(c: &Comparison) -> String {
             disk("strake") >> 20,
             disk("etcd") >> 20
         ));
+        out.push_str(&cpu_table(&cpu, m));
     }
     if !c.restarts.is_empty() {
         out.push_str("### Restart with many keys (1 member)\n\n| target | keys | restart-to-serving s | peak RSS loaded MiB | peak RSS restarted MiB | data MiB |\n|---|---:|---:|---:|---:|---:|\n");
@@ -391,4 +496,62 @@ fn write_outputs(c: &Comparison, out: &Path) -> anyhow::Result<()> {
     let agg = aggregate(&c.rounds);
     std::fs::write(out.join("latency.svg"), crate::plot::latency_svg(&agg))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(target: &str, ops: u64, server_seconds: f64, client_seconds: f64) -> RoundResult {
+        let run = Summary {
+            workload: "put".into(),
+            target: target.into(),
+            ops,
+            errors: BTreeMap::new(),
+            seconds: 1.0,
+            ops_per_sec: ops as f64,
+            p50_ms: 1.0,
+            p90_ms: 2.0,
+            p99_ms: 3.0,
+            p999_ms: 4.0,
+            max_ms: 5.0,
+            mean_ms: 1.5,
+        };
+        let cpu = CpuUse { workload: "put".into(), ops, server_seconds, client_seconds };
+        RoundResult {
+            target: target.into(),
+            members: 1,
+            round: 0,
+            runs: vec![run],
+            peak_rss_kib: 1024,
+            data_bytes: 1 << 20,
+            cpu: vec![cpu],
+        }
+    }
+
+    #[test]
+    fn cpu_per_operation_sums_the_rounds_before_dividing() {
+        let c = Comparison {
+            machine: "test".into(),
+            rounds: vec![
+                round("strake", 1000, 0.05, 0.01),
+                round("etcd", 2000, 0.12, 0.02),
+                round("strake", 3000, 0.07, 0.03),
+            ],
+            restarts: vec![],
+        };
+        let md = markdown(&c);
+        // strake: 0.12 s over 4,000 ops; etcd: 0.12 s over 2,000.
+        assert!(md.contains("| put | 30.0 | 60.0 | **0.50×** | 10.0 / 10.0 |"), "{md}");
+    }
+
+    #[test]
+    fn results_written_before_cpu_was_measured_still_load_and_render() {
+        let mut old = serde_json::to_value(round("strake", 10, 0.1, 0.1)).unwrap();
+        old.as_object_mut().unwrap().remove("cpu");
+        let r: RoundResult = serde_json::from_value(old).unwrap();
+        assert!(r.cpu.is_empty());
+        let c = Comparison { machine: "test".into(), rounds: vec![r, round("etcd", 10, 0.1, 0.1)], restarts: vec![] };
+        assert!(!markdown(&c).contains("CPU per operation"));
+    }
 }

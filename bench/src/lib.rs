@@ -8,7 +8,8 @@
 //! * [`runner`]: clients, rate limit, histograms, progress.
 //! * [`report`]: summaries as tables and JSON.
 //! * [`client`]: connection pools.
-//! * [`compare`]: starting strake and etcd side by side and comparing them.
+//! * [`compare`]: starting strake and etcd side by side and comparing them
+//!   (throughput, latency, memory, and CPU per operation from [`proc_cpu`]).
 //! * [`dataset`]: a large dataset loaded, read and compacted under stall probes.
 //! * [`cli`]: the command line.
 
@@ -17,6 +18,7 @@ pub mod client;
 pub mod compare;
 pub mod dataset;
 pub mod plot;
+pub mod proc_cpu;
 pub mod report;
 pub mod runner;
 pub mod unary;

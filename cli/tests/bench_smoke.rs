@@ -166,3 +166,42 @@ fn server_errors_are_reported_with_their_status() {
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("summary")).expect("JSON");
     assert_eq!(summary["errors"]["InvalidArgument: etcdserver: request is too large"], 3, "{summary}");
 }
+
+/// `strake bench compare` end to end at its smallest (one round of put against a
+/// one-member strake and real etcd): the JSON holds both rounds with the CPU each
+/// run cost, and the Markdown the throughput ratio and the CPU per operation.
+#[test]
+fn compare_reports_both_servers_with_cpu_per_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = std::process::Command::new(strake_bin())
+        .args(["bench", "compare", "--quick", "--workloads", "put", "--restart-keys", "0"])
+        .args(["--etcd", "/usr/bin/etcd", "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("run strake bench compare");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "exit {:?}\n{text}", out.status.code());
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("results.json")).expect("results.json")).expect("JSON");
+    let rounds = results["rounds"].as_array().expect("rounds");
+    let mut targets: Vec<_> = rounds.iter().map(|r| r["target"].as_str().unwrap_or("")).collect();
+    targets.sort();
+    assert_eq!(targets, ["etcd", "strake"], "{text}");
+    for r in rounds {
+        let (run, cpu) = (&r["runs"][0], &r["cpu"][0]);
+        assert!(run["ops"].as_u64().unwrap_or(0) > 0, "{}: no operations\n{text}", r["target"]);
+        assert_eq!(cpu["ops"], run["ops"], "{}: CPU measured over another run", r["target"]);
+        for part in ["server_seconds", "client_seconds"] {
+            assert!(cpu[part].as_f64().unwrap_or(0.0) > 0.0, "{}: no {part}\n{}", r["target"], r["cpu"]);
+        }
+    }
+    let markdown = std::fs::read_to_string(out_dir.join("results.md")).expect("results.md");
+    assert!(markdown.contains("| put |"), "{markdown}");
+    let cpu_row = markdown
+        .split("CPU per operation")
+        .nth(1)
+        .and_then(|table| table.lines().find(|l| l.starts_with("| put |")))
+        .unwrap_or_else(|| panic!("no CPU table with a put row:\n{markdown}"));
+    assert!(cpu_row.contains('×'), "{cpu_row}");
+}

@@ -367,9 +367,14 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Member `i`'s process ID while it runs.
+    pub fn member_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].pid()
+    }
+
     /// Peak resident memory of member `i` in KiB (VmHWM).
     pub fn peak_rss_kib(&self, i: usize) -> Option<u64> {
-        let pid = self.nodes[i].pid()?;
+        let pid = self.member_pid(i)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
