@@ -102,9 +102,10 @@ pub struct CpuUse {
     pub workload: String,
     /// Successful operations of the run.
     pub ops: u64,
-    /// CPU seconds of all members during the run.
+    /// CPU seconds of all members during the run (0 if a member's `/proc` entry
+    /// could not be read before or after it).
     pub server_seconds: f64,
-    /// CPU seconds of the load generator during the run.
+    /// CPU seconds of the load generator during the run (0 if unreadable).
     pub client_seconds: f64,
 }
 
