@@ -35,7 +35,7 @@ fn txn(ops: Vec<RequestOp>) -> WriteRequest {
 fn round_writes(round: usize) -> Vec<WriteRequest> {
     let value = [b'a' + (round % 26) as u8; 64];
     let mut writes = vec![txn((0..STEADY).map(|i| put_op(format!("s/{i:03}"), &value)).collect())];
-    let (from, to) = if round % 2 == 0 { ("x", "y") } else { ("y", "x") };
+    let (from, to) = if round.is_multiple_of(2) { ("x", "y") } else { ("y", "x") };
     for i in 0..PAIRS {
         writes.push(txn(vec![delete_op(format!("p/{i:03}/{from}")), put_op(format!("p/{i:03}/{to}"), &value)]));
     }
