@@ -1,8 +1,8 @@
 //! Counting while the apply path rewrites heads in place: every count and every
 //! page of a count-and-list at one revision must match that revision exactly. A
 //! head can change under the iterator (RocksDB rewrites a memtable value in place
-//! when the new one is not longer), so the scan must notice reads that overlapped a
-//! write and re-read those heads.
+//! when the new one is not longer), so the scan must notice a torn head (by its
+//! checksum) and a head newer than its view, and read those the slow way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
