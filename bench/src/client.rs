@@ -16,6 +16,10 @@ use crate::unary::KvConn;
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 receive window of a Watch/Lease connection (see `Pool::connect`).
+const WATCH_CONNECTION_WINDOW: u32 = 16 << 20;
+/// HTTP/2 receive window of one Watch/Lease stream.
+const WATCH_STREAM_WINDOW: u32 = 1 << 20;
 
 /// A pool of connections: `kv[i]` and `channels[i]` go to the same endpoint.
 #[derive(Clone, Debug)]
@@ -50,7 +54,13 @@ impl Pool {
             let ch = Endpoint::from_shared(url.clone())?
                 .tcp_nodelay(true)
                 .connect_timeout(CONNECT_TIMEOUT)
-                .http2_adaptive_window(true)
+                // Fixed, large windows: h2 (0.4.20 on) sends GOAWAY ENHANCE_YOUR_CALM
+                // once the small DATA frames it holds unread exceed half the
+                // connection window, and a hundred watch streams on one connection
+                // each receive one small frame per event. With the adaptive window
+                // (small on loopback) an overloaded watch run lost whole connections.
+                .initial_connection_window_size(WATCH_CONNECTION_WINDOW)
+                .initial_stream_window_size(WATCH_STREAM_WINDOW)
                 .connect_lazy();
             channels.push(ch);
         }

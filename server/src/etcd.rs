@@ -145,6 +145,8 @@ impl EtcdServer {
         let peer_urls = split_urls(&config.initial_advertise_peer_urls);
 
         let store = Store::open(&member_dir.join("store"), &EngineOptions::default())?;
+        // Watch streams run on this runtime: wake them from it, not from the apply thread.
+        store.hub().wake_sessions_on(&tokio::runtime::Handle::current());
         if config.experimental_initial_corrupt_check {
             store.engine().verify_all()?;
         }

@@ -2,7 +2,8 @@
 //! events of every revision from its start, in order, none duplicated or skipped,
 //! each revision in one message, with `prev_kv` when asked and the NOPUT/NODELETE
 //! filters applied; slow consumers catch up from storage; compacted starts are
-//! cancelled; progress answers only when every watcher is synced.
+//! cancelled; progress answers only when every watcher is synced; sessions woken
+//! from their runtime's task miss nothing.
 
 mod common;
 
@@ -257,6 +258,52 @@ async fn slow_consumer_gets_every_event_once() {
     let want = expected(&model, &all, start, model.rev(), None);
     assert_eq!(got.len(), want.len());
     assert!(got == want, "the concurrent phase delivered other events than the model's");
+}
+
+/// With the hub waking sessions from a task on their runtime (as the server does),
+/// a consumer racing a writer on another thread gets every event once and in order,
+/// and never waits for an event already offered to it: a lost wake-up would leave
+/// `next` pending with events queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_woken_from_their_runtime_miss_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.hub().wake_sessions_on(&tokio::runtime::Handle::current());
+    let mut model = Model::default();
+    write_revisions(&store, &mut model, 5);
+    let mut session = WatchSession::new(store.clone());
+    let all = spec(&KeySel::All, 0, false, false, false);
+    session.create(1, all.clone()).unwrap();
+    let start = model.rev() + 1;
+    let mut writer_model = model.clone();
+    let writer_store = store.clone();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..300 {
+            write_revisions(&writer_store, &mut writer_model, 10);
+            // Pauses let the consumer drain and wait, so most revisions reach a
+            // session that sleeps and must be woken.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        writer_model
+    });
+    let last = start + 300 * 10 - 1;
+    let mut got: Vec<Event> = vec![];
+    while got.last().map_or(0, rev_of) < last {
+        match tokio::time::timeout(Duration::from_secs(5), session.next()).await {
+            Ok(SessionMessage::Events { watch_id: 1, events }) => got.extend(events),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => panic!(
+                "no message for 5 s with events up to {} and the store at {}: a wake-up was lost",
+                got.last().map_or(0, rev_of),
+                store.revision()
+            ),
+        }
+    }
+    let model = writer.join().unwrap();
+    assert_eq!(model.rev(), last);
+    let want = expected(&model, &all, start, last, None);
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the session received other events than the model's");
 }
 
 /// A watcher whose start is compacted is cancelled with the compaction revision; one

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::hub::{SyncedWatcher, WatcherKey};
 use super::{SessionMessage, WatchSpec};
@@ -18,18 +18,75 @@ pub const SESSION_CHANNEL_CAPACITY: usize = 1024;
 pub const CATCH_UP_EVENTS_MAX: usize = 1000;
 
 /// The part of a session the hub sees.
+///
+/// The hub queues messages with [`SessionShared::offer`], which does not wake the
+/// session's task: the hub wakes every session it offered a revision to once the
+/// revision is offered ([`SessionShared::wake`]), from the server's runtime when
+/// one is installed (see [`super::hub::WatchHub::wake_sessions_on`]).
 pub(crate) struct SessionShared {
     pub id: u64,
-    pub tx: mpsc::Sender<SessionMessage>,
+    queue: Mutex<Queue>,
     /// Watchers that fell behind, with the next revision each must receive.
     unsynced: Mutex<Vec<(i64, i64)>>,
     wake: Notify,
 }
 
+#[derive(Default)]
+struct Queue {
+    messages: std::collections::VecDeque<SessionMessage>,
+    /// The session is gone: nothing more is accepted.
+    closed: bool,
+}
+
+/// Why [`SessionShared::offer`] refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OfferError {
+    /// [`SESSION_CHANNEL_CAPACITY`] messages are waiting.
+    Full,
+    /// The session has ended.
+    Closed,
+}
+
 impl SessionShared {
+    fn new(id: u64) -> SessionShared {
+        SessionShared { id, queue: Mutex::new(Queue::default()), unsynced: Mutex::new(Vec::new()), wake: Notify::new() }
+    }
+
     pub fn mark_unsynced(&self, watch_id: i64, next_revision: i64) {
         self.unsynced.lock().push((watch_id, next_revision));
         self.wake.notify_one();
+    }
+
+    /// Queues `msg` without waking the session (see [`SessionShared::wake`]).
+    pub fn offer(&self, msg: SessionMessage) -> Result<(), OfferError> {
+        let mut queue = self.queue.lock();
+        if queue.closed {
+            return Err(OfferError::Closed);
+        }
+        if queue.messages.len() >= SESSION_CHANNEL_CAPACITY {
+            return Err(OfferError::Full);
+        }
+        queue.messages.push_back(msg);
+        Ok(())
+    }
+
+    /// Wakes the session's task to take what was offered.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn pop(&self) -> Option<SessionMessage> {
+        self.queue.lock().messages.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().messages.is_empty()
+    }
+
+    fn close(&self) {
+        let mut queue = self.queue.lock();
+        queue.closed = true;
+        queue.messages.clear();
     }
 }
 
@@ -47,7 +104,6 @@ pub enum WatchCreateError {
 /// The watchers of one client stream. Owned by the task serving that stream.
 pub struct WatchSession {
     shared: Arc<SessionShared>,
-    rx: mpsc::Receiver<SessionMessage>,
     store: Store,
     watchers: HashMap<i64, Arc<WatchSpec>>,
     next_auto_id: i64,
@@ -64,16 +120,9 @@ impl std::fmt::Debug for WatchSession {
 impl WatchSession {
     /// Opens a session on `store`.
     pub fn new(store: Store) -> WatchSession {
-        let (tx, rx) = mpsc::channel(SESSION_CHANNEL_CAPACITY);
-        let shared = Arc::new(SessionShared {
-            id: store.hub().next_session_id(),
-            tx,
-            unsynced: Mutex::new(Vec::new()),
-            wake: Notify::new(),
-        });
+        let shared = Arc::new(SessionShared::new(store.hub().next_session_id()));
         WatchSession {
             shared,
-            rx,
             store,
             watchers: HashMap::new(),
             next_auto_id: 0,
@@ -156,15 +205,10 @@ impl WatchSession {
     /// The next message for the client, in order. Cancel-safe.
     pub async fn next(&mut self) -> SessionMessage {
         loop {
-            match self.rx.try_recv() {
-                Ok(msg) => {
-                    if self.is_live(&msg) {
-                        return msg;
-                    }
-                    continue;
+            while let Some(msg) = self.shared.pop() {
+                if self.is_live(&msg) {
+                    return msg;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-                Err(mpsc::error::TryRecvError::Disconnected) => unreachable!("the session holds a sender"),
             }
             if let Some(msg) = self.catch_up_step() {
                 return msg;
@@ -172,14 +216,10 @@ impl WatchSession {
             if let Some(msg) = self.progress_if_synced() {
                 return msg;
             }
-            tokio::select! {
-                Some(msg) = self.rx.recv() => {
-                    if self.is_live(&msg) {
-                        return msg;
-                    }
-                }
-                _ = self.shared.wake.notified() => {}
-            }
+            // Every producer (an offer, a watcher falling behind, a progress request)
+            // notifies after its change; a notification sent while nobody waits is
+            // kept for the next wait.
+            self.shared.wake.notified().await;
         }
     }
 
@@ -257,7 +297,7 @@ impl WatchSession {
         }
         let hub = self.store.hub();
         let state = hub.state.lock();
-        if !self.rx.is_empty() || !self.shared.unsynced.lock().is_empty() {
+        if !self.shared.is_empty() || !self.shared.unsynced.lock().is_empty() {
             return None;
         }
         let revision = state.published;
@@ -272,7 +312,7 @@ impl WatchSession {
         // One message per watcher; queue the rest behind the first.
         let first = ids.first().copied()?;
         for id in ids.into_iter().skip(1) {
-            let _ = self.shared.tx.try_send(SessionMessage::WatcherProgress { watch_id: id, revision });
+            let _ = self.shared.offer(SessionMessage::WatcherProgress { watch_id: id, revision });
         }
         Some(SessionMessage::WatcherProgress { watch_id: first, revision })
     }
@@ -280,6 +320,7 @@ impl WatchSession {
 
 impl Drop for WatchSession {
     fn drop(&mut self) {
+        self.shared.close();
         let hub = self.store.hub();
         let mut state = hub.state.lock();
         for id in self.watchers.keys() {
