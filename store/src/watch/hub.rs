@@ -104,9 +104,10 @@ impl WatchHub {
     /// Wakes the sessions offered each revision from a task on `runtime`, the one
     /// their streams run on, rather than from the publisher's thread. The publisher
     /// (the apply thread) then hands over one batch per revision, and the task's
-    /// wake-ups are local to the runtime: waking each of a hundred watch streams
-    /// from the apply thread cost a cross-thread wake-up each (an eventfd `write`
-    /// when a worker slept) and doubled the time to apply an entry (session 18).
+    /// wake-ups are local to the runtime. Waking each watch stream from the apply
+    /// thread cost a cross-thread wake-up each (an eventfd `write` when a worker
+    /// slept): 9–11% more server CPU with 100 watchers, a fifth fewer events
+    /// delivered with 1000 (BENCHMARKS.md, session 18).
     /// Only the wake-up moves: which watcher gets which events, and whether it falls
     /// behind, is still decided when the revision is published. Later calls are
     /// ignored.
