@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use strake_proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
 use strake_proto::mvccpb::{event::EventType, Event};
 use strake_proto::strakepb::{write_request::Request as W, WriteRequest};
-use strake_store::watch::session::SESSION_CHANNEL_CAPACITY;
+use strake_store::watch::session::SESSION_QUEUE_CAPACITY;
 use strake_store::{EngineOptions, KeyRange, SessionMessage, Store, WatchSession, WatchSpec};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -222,14 +222,14 @@ async fn slow_consumer_gets_every_event_once() {
     session.create(1, all.clone()).unwrap();
     session.create(2, prefix_a.clone()).unwrap();
     session.create(3, from_old.clone()).unwrap();
-    write_revisions(&store, &mut model, SESSION_CHANNEL_CAPACITY as i64 * 2 + 100);
+    write_revisions(&store, &mut model, SESSION_QUEUE_CAPACITY as i64 * 2 + 100);
     let end = model.rev();
     let want = vec![
         (1, expected(&model, &all, start, end, None)),
         (2, expected(&model, &prefix_a, start, end, None)),
         (3, expected(&model, &from_old, 5, end, None)),
     ];
-    assert!(want[0].1.len() > SESSION_CHANNEL_CAPACITY * 2);
+    assert!(want[0].1.len() > SESSION_QUEUE_CAPACITY * 2);
     expect_events(&mut session, &store, &want).await;
 
     // Now while a writer keeps going: the watchers fall behind and rejoin the hub
@@ -238,7 +238,7 @@ async fn slow_consumer_gets_every_event_once() {
     let writer_store = store.clone();
     let start = model.rev() + 1;
     let writer = std::thread::spawn(move || {
-        write_revisions(&writer_store, &mut writer_model, SESSION_CHANNEL_CAPACITY as i64 * 3);
+        write_revisions(&writer_store, &mut writer_model, SESSION_QUEUE_CAPACITY as i64 * 3);
         writer_model
     });
     let mut got: Vec<Event> = vec![];
@@ -472,7 +472,7 @@ async fn slow_consumer_overtaken_by_compaction_is_cancelled() {
     let all = spec(&KeySel::All, 0, true, false, false);
     let start = model.rev() + 1;
     session.create(1, all.clone()).unwrap();
-    write_revisions(&store, &mut model, SESSION_CHANNEL_CAPACITY as i64 + 500);
+    write_revisions(&store, &mut model, SESSION_QUEUE_CAPACITY as i64 + 500);
     let compact_at = model.rev() - 10;
     let req = wr(W::Compaction(CompactionRequest { revision: compact_at, physical: false }));
     assert_eq!(store.apply(&req, b"m").unwrap(), model.apply(&req));
@@ -488,7 +488,7 @@ async fn slow_consumer_overtaken_by_compaction_is_cancelled() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(got.len() >= SESSION_CHANNEL_CAPACITY, "the queued events come first");
+    assert!(got.len() >= SESSION_QUEUE_CAPACITY, "the queued events come first");
     assert_eq!(&got[..], &want[..got.len()], "a gapless prefix of the history");
     assert!(rev_of(got.last().unwrap()) < compact_at);
     assert!(session.is_empty());

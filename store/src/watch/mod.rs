@@ -2,8 +2,8 @@
 //!
 //! Guarantees (etcd's): for each watcher, events arrive in revision order, never
 //! duplicated, never skipped, and all events of one revision together. Applying a
-//! write never blocks on a watcher: the hub only `try_send`s to a session's bounded
-//! channel; a watcher whose session cannot take an event falls out of the hub
+//! write never blocks on a watcher: the hub only queues events in a session's bounded
+//! queue; a watcher whose session cannot take an event falls out of the hub
 //! ("unsynced") and its session replays the missed revisions from storage before
 //! rejoining, under the hub's lock, at exactly the next revision.
 //!

@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::Store;
 
 /// Messages a session buffers before its watchers fall back to catch-up.
-pub const SESSION_CHANNEL_CAPACITY: usize = 1024;
+pub const SESSION_QUEUE_CAPACITY: usize = 1024;
 /// Most events one catch-up step reads from storage (whole revisions are kept together).
 pub const CATCH_UP_EVENTS_MAX: usize = 1000;
 
@@ -28,7 +28,7 @@ pub(crate) struct SessionShared {
     queue: Mutex<Queue>,
     /// Watchers that fell behind, with the next revision each must receive.
     unsynced: Mutex<Vec<(i64, i64)>>,
-    wake: Notify,
+    notify: Notify,
 }
 
 #[derive(Default)]
@@ -41,7 +41,7 @@ struct Queue {
 /// Why [`SessionShared::offer`] refused a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OfferError {
-    /// [`SESSION_CHANNEL_CAPACITY`] messages are waiting.
+    /// [`SESSION_QUEUE_CAPACITY`] messages are waiting.
     Full,
     /// The session has ended.
     Closed,
@@ -49,12 +49,17 @@ pub(crate) enum OfferError {
 
 impl SessionShared {
     fn new(id: u64) -> SessionShared {
-        SessionShared { id, queue: Mutex::new(Queue::default()), unsynced: Mutex::new(Vec::new()), wake: Notify::new() }
+        SessionShared {
+            id,
+            queue: Mutex::new(Queue::default()),
+            unsynced: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+        }
     }
 
     pub fn mark_unsynced(&self, watch_id: i64, next_revision: i64) {
         self.unsynced.lock().push((watch_id, next_revision));
-        self.wake.notify_one();
+        self.notify.notify_one();
     }
 
     /// Queues `msg` without waking the session (see [`SessionShared::wake`]).
@@ -63,7 +68,7 @@ impl SessionShared {
         if queue.closed {
             return Err(OfferError::Closed);
         }
-        if queue.messages.len() >= SESSION_CHANNEL_CAPACITY {
+        if queue.messages.len() >= SESSION_QUEUE_CAPACITY {
             return Err(OfferError::Full);
         }
         queue.messages.push_back(msg);
@@ -72,7 +77,7 @@ impl SessionShared {
 
     /// Wakes the session's task to take what was offered.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.notify.notify_one();
     }
 
     fn pop(&self) -> Option<SessionMessage> {
@@ -192,14 +197,14 @@ impl WatchSession {
     /// Asks for a [`SessionMessage::Progress`] once every watcher is synced.
     pub fn request_progress(&mut self) {
         self.progress_requested = true;
-        self.shared.wake.notify_one();
+        self.shared.notify.notify_one();
     }
 
     /// Asks for a [`SessionMessage::WatcherProgress`] for every synced watcher that
     /// wants progress notifications.
     pub fn request_watcher_progress(&mut self) {
         self.watcher_progress_requested = true;
-        self.shared.wake.notify_one();
+        self.shared.notify.notify_one();
     }
 
     /// The next message for the client, in order. Cancel-safe.
@@ -219,7 +224,7 @@ impl WatchSession {
             // Every producer (an offer, a watcher falling behind, a progress request)
             // notifies after its change; a notification sent while nobody waits is
             // kept for the next wait.
-            self.shared.wake.notified().await;
+            self.shared.notify.notified().await;
         }
     }
 
@@ -290,7 +295,7 @@ impl WatchSession {
     }
 
     /// Emits requested progress once all watchers are synced and every event already
-    /// offered to them has been taken from the channel.
+    /// offered to them has been taken from the queue.
     fn progress_if_synced(&mut self) -> Option<SessionMessage> {
         if !self.progress_requested && !self.watcher_progress_requested {
             return None;
