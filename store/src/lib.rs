@@ -15,9 +15,10 @@
 //! Module map: [`schema`] (on-disk format, the spec), [`keycodec`] (order-preserving
 //! key encoding), [`engine`] (RocksDB), [`backlog`] (how far RocksDB's background
 //! work is behind), [`view`] (reads at a revision), [`latest`] (the apply path's
-//! cache of newest versions), [`range`] (Range options), [`write`] (one write
-//! transaction), [`txn`] (Txn semantics and validation), [`lease`], [`compact`],
-//! [`watch`], [`store`] (the front).
+//! cache of newest versions), [`live`] (every key in memory, for counting),
+//! [`range`] (Range options), [`write`] (one write transaction), [`txn`] (Txn
+//! semantics and validation), [`lease`], [`compact`], [`watch`], [`store`] (the
+//! front).
 
 pub mod backlog;
 pub mod compact;
@@ -28,6 +29,7 @@ pub mod key_range;
 pub mod keycodec;
 pub mod latest;
 pub mod lease;
+pub mod live;
 pub mod range;
 pub mod revision;
 pub mod schema;

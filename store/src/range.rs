@@ -21,6 +21,12 @@ pub trait VisibleSource {
         visit: &mut dyn FnMut(Option<Version>) -> Option<Detail>,
     ) -> Result<()>;
 
+    /// The number of live keys in `range` if the source can count them without a
+    /// scan (`None`: count by scanning).
+    fn count(&self, _range: &KeyRange) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// The live version of `key` for a compare that does not look at its value: a
     /// source may leave the value empty when reading it would cost more.
     fn key_without_value(&self, key: &[u8]) -> Result<Option<KeyValue>> {
@@ -45,6 +51,13 @@ impl VisibleSource for crate::view::View<'_> {
     ) -> Result<()> {
         crate::view::View::scan(self, range, detail, visit)
     }
+    fn count(&self, range: &KeyRange) -> Result<Option<i64>> {
+        match range {
+            // One point read is cheaper than the index's lock.
+            KeyRange::Single(_) => Ok(None),
+            _ => crate::view::View::count(self, range),
+        }
+    }
 }
 
 /// Runs `req` against `source`. The caller has validated the key and the revision.
@@ -65,16 +78,25 @@ pub fn evaluate(req: &RangeRequest, source: &dyn VisibleSource) -> Result<RangeR
         (req.limit as usize).saturating_add(1)
     };
 
-    let mut count: i64 = 0;
+    // A source that counts without scanning is scanned only for what it returns.
+    let counted = if fetch_limit == usize::MAX { None } else { source.count(&range)? };
+    let mut scanned: i64 = 0;
     let mut kvs: Vec<KeyValue> = Vec::new();
-    let initial = if fetch_limit == 0 { Detail::Presence } else { Detail::Full };
-    source.scan(&range, initial, &mut |item| {
-        count += 1;
-        if let Some(v) = item {
-            kvs.push(v.to_key_value());
-        }
-        Some(if kvs.len() >= fetch_limit { Detail::Presence } else { Detail::Full })
-    })?;
+    if counted.is_none() || fetch_limit > 0 {
+        let initial = if fetch_limit == 0 { Detail::Presence } else { Detail::Full };
+        source.scan(&range, initial, &mut |item| {
+            scanned += 1;
+            if let Some(v) = item {
+                kvs.push(v.to_key_value());
+            }
+            match (kvs.len() >= fetch_limit, counted) {
+                (false, _) => Some(Detail::Full),
+                (true, None) => Some(Detail::Presence),
+                (true, Some(_)) => None,
+            }
+        })?;
+    }
+    let count = counted.unwrap_or(scanned);
 
     if has_filters {
         kvs.retain(|kv| {

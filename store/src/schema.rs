@@ -353,19 +353,30 @@ impl KvRecord {
 
     /// Parses a record; `key` is only used to name the bad entry in errors.
     pub fn decode(key: &[u8], value: &[u8]) -> Result<KvRecord> {
-        let bad = |d: &str| malformed(CF_KV, key, d);
-        let (&tag, mut rest) = value.split_first().ok_or_else(|| bad("empty value"))?;
-        let tombstone = match tag {
-            TAG_PUT => false,
-            TAG_TOMBSTONE => true,
-            _ => return Err(bad("unknown record tag")),
-        };
-        let mut varint = || prost::encoding::decode_varint(&mut rest).map_err(|e| bad(&e.to_string()));
-        let create_revision = varint()? as i64;
-        let version = varint()? as i64;
-        let lease = varint()? as i64;
-        Ok(KvRecord { tombstone, create_revision, version, lease, value: bytes::Bytes::copy_from_slice(rest) })
+        let (tombstone, meta, value) = split_record(key, value)?;
+        let RecordMeta { create_revision, version, lease } = meta;
+        Ok(KvRecord { tombstone, create_revision, version, lease, value: bytes::Bytes::copy_from_slice(value) })
     }
+
+    /// What an encoded record says besides its value (zeros for a tombstone),
+    /// without copying the value.
+    pub fn decode_meta(key: &[u8], value: &[u8]) -> Result<RecordMeta> {
+        Ok(split_record(key, value)?.1)
+    }
+}
+
+/// An encoded record's parts: whether it is a tombstone, its metadata, its value.
+fn split_record<'a>(key: &[u8], value: &'a [u8]) -> Result<(bool, RecordMeta, &'a [u8])> {
+    let bad = |d: &str| malformed(CF_KV, key, d);
+    let (&tag, mut rest) = value.split_first().ok_or_else(|| bad("empty value"))?;
+    let tombstone = match tag {
+        TAG_PUT => false,
+        TAG_TOMBSTONE => true,
+        _ => return Err(bad("unknown record tag")),
+    };
+    let mut varint = || prost::encoding::decode_varint(&mut rest).map_err(|e| bad(&e.to_string()));
+    let meta = RecordMeta { create_revision: varint()? as i64, version: varint()? as i64, lease: varint()? as i64 };
+    Ok((tombstone, meta, rest))
 }
 
 /// The error for bytes that do not decode.

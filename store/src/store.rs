@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use strake_proto::etcdserverpb::alarm_request::AlarmAction;
 use strake_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, LeaseGrantRequest,
@@ -19,6 +19,7 @@ use crate::error::{Result, StoreError};
 use crate::key_range::KeyRange;
 use crate::latest::LatestCache;
 use crate::lease::{self, LeaseInfo, LeaseTable, MAX_LEASE_TTL_SECONDS};
+use crate::live::LiveIndex;
 use crate::range;
 use crate::schema::{self, KvRecord, CF_KV, CF_LEASE, CF_META, CF_REV};
 use crate::txn::{self, TxnContext};
@@ -85,7 +86,7 @@ impl EntryApply<'_> {
         let Some(position) = self.last.take() else { return Ok(()) };
         let revision = self.pending.revision();
         let pending = std::mem::replace(&mut self.pending, Pending::new(revision));
-        let events = pending.write(&self.engine, &(self.marker)(position), &mut self.latest)?;
+        let events = pending.write(&self.engine, &(self.marker)(position), &mut self.latest, &self.store.inner.live)?;
         self.store.publish(revision, events);
         Ok(())
     }
@@ -158,6 +159,8 @@ struct Inner {
     apply_lock: Arc<Mutex<()>>,
     /// Newest versions of recently written keys; locked only under `apply_lock`.
     latest: Mutex<LatestCache>,
+    /// Every key and when its liveness last changed; written only under `apply_lock`.
+    live: RwLock<LiveIndex>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +187,7 @@ impl Store {
     pub fn open(dir: &Path, options: &EngineOptions) -> Result<Store> {
         let engine = Arc::new(Engine::open_current(dir, options)?);
         let loaded = LoadedState::read(&engine, dir)?;
+        let live = build_live_index(&engine)?;
         let slot = EngineSlot::new(engine);
         let apply_lock = Arc::new(Mutex::new(()));
         let compactor = Compactor::start(slot.clone(), loaded.compact_finished, apply_lock.clone());
@@ -207,6 +211,7 @@ impl Store {
                 compactor,
                 apply_lock,
                 latest: Mutex::new(LatestCache::new(options.latest_cache_bytes)),
+                live: RwLock::new(live),
             }),
         })
     }
@@ -225,11 +230,15 @@ impl Store {
         let engine = Arc::new(Engine::adopt(&root, checkpoint_dir, &self.inner.options)?);
         let loaded = LoadedState::read(&engine, &root)?;
         let marker = engine.get(CF_META, schema::META_APPLIED)?;
+        let live = build_live_index(&engine)?;
         old.retire();
         self.inner.engine.replace(engine);
         self.inner.latest.lock().clear();
         self.inner.revision.store(loaded.revision, Ordering::Release);
         self.inner.compact_revision.store(loaded.compact_scheduled, Ordering::Release);
+        // After the compaction revision: a reader that counts with the new index
+        // then sees the new compaction revision when it checks it.
+        *self.inner.live.write() = live;
         self.inner.leases.replace_all(loaded.leases);
         *self.inner.alarms.lock() = loaded.alarms;
         self.inner.compactor.reset(loaded.compact_finished);
@@ -286,7 +295,8 @@ impl Store {
         txn::check_range(req)?;
         let (rev, current) = self.check_readable(req.revision)?;
         let engine = self.engine();
-        let mut resp = range::evaluate(req, &View::new(&engine, rev).with_latest(&self.inner.latest))?;
+        let view = View::new(&engine, rev).with_latest(&self.inner.latest).with_live(&self.inner.live);
+        let mut resp = range::evaluate(req, &view)?;
         // Compaction may have started during the read; versions below it could be gone.
         if rev < self.compact_revision() {
             return Err(StoreError::Compacted);
@@ -339,7 +349,12 @@ impl Store {
     /// Records `applied_marker` for an entry with no effect on the keyspace.
     pub fn apply_marker(&self, applied_marker: &[u8]) -> Result<()> {
         let _guard = self.inner.apply_lock.lock();
-        Pending::new(self.revision()).write(&self.engine(), applied_marker, &mut self.inner.latest.lock())?;
+        Pending::new(self.revision()).write(
+            &self.engine(),
+            applied_marker,
+            &mut self.inner.latest.lock(),
+            &self.inner.live,
+        )?;
         Ok(())
     }
 
@@ -421,6 +436,7 @@ impl Store {
         wtxn.put_raw(CF_META, schema::META_COMPACT_SCHEDULED.to_vec(), schema::encode_u64(c.revision as u64).to_vec());
         // Logical compaction takes effect now; readers re-check it after reading.
         self.inner.compact_revision.store(c.revision, Ordering::Release);
+        self.inner.live.write().forget_deleted_through(c.revision);
         self.inner.compactor.schedule(c.revision);
         Ok(CompactionResponse { header: Some(header(self.revision())) })
     }
@@ -701,6 +717,14 @@ impl LoadedState {
             leases: LeaseTable::load(engine)?,
         })
     }
+}
+
+/// The [`LiveIndex`] of the store in `engine`, logged with its size and build time.
+fn build_live_index(engine: &Engine) -> Result<LiveIndex> {
+    let started = std::time::Instant::now();
+    let live = LiveIndex::build(engine)?;
+    tracing::info!(keys = live.len(), elapsed_ms = started.elapsed().as_millis() as u64, "indexed the live keys");
+    Ok(live)
 }
 
 fn header(revision: i64) -> ResponseHeader {

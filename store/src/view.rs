@@ -13,7 +13,7 @@
 //! in the same batch.
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use strake_proto::mvccpb::KeyValue;
 
 use crate::engine::Engine;
@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::keycodec;
 use crate::latest::LatestCache;
+use crate::live::LiveIndex;
 use crate::revision::Revision;
 use crate::schema::{self, HeadBody, HeadRead, KvRecord, RecordMeta, CF_HEAD, CF_KV};
 
@@ -119,12 +120,13 @@ pub struct View<'a> {
     engine: &'a Engine,
     rev: i64,
     latest: Option<&'a Mutex<LatestCache>>,
+    live: Option<&'a RwLock<LiveIndex>>,
 }
 
 impl<'a> View<'a> {
     /// A view at revision `rev` (the caller validated it against the retained history).
     pub fn new(engine: &'a Engine, rev: i64) -> View<'a> {
-        View { engine, rev, latest: None }
+        View { engine, rev, latest: None, live: None }
     }
 
     /// Also answers single-key reads from the apply path's cache of newest versions
@@ -138,6 +140,28 @@ impl<'a> View<'a> {
     pub fn with_latest(mut self, latest: &'a Mutex<LatestCache>) -> View<'a> {
         self.latest = Some(latest);
         self
+    }
+
+    /// Also counts ranges with the store's index of live keys, which must hold every
+    /// change up to the view's revision (see [`LiveIndex`]).
+    pub fn with_live(mut self, live: &'a RwLock<LiveIndex>) -> View<'a> {
+        self.live = Some(live);
+        self
+    }
+
+    /// The number of keys of `range` live at the view's revision, when the view has
+    /// an index of live keys (`None`: count by scanning). Keys whose liveness changed
+    /// after the view's revision are read at it, after the index is released.
+    pub fn count(&self, range: &KeyRange) -> Result<Option<i64>> {
+        let Some(live) = self.live else { return Ok(None) };
+        let counted = LiveIndex::count(live, range, self.rev);
+        let mut count = counted.live;
+        for key in &counted.unsure {
+            if self.get(key)?.is_some() {
+                count += 1;
+            }
+        }
+        Ok(Some(count))
     }
 
     /// The key's newest version from the cache, if the cache is free, knows the key

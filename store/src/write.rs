@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use rocksdb::WriteBatch;
 use strake_proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
@@ -21,6 +22,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::latest::LatestCache;
+use crate::live::{self, LiveIndex};
 use crate::range::{self, VisibleSource};
 use crate::revision::Revision;
 use crate::schema::{self, KvRecord, CF_HEAD, CF_KV, CF_LEASE_KEYS, CF_META, CF_REV};
@@ -78,13 +80,14 @@ impl Pending {
     }
 
     /// Writes everything, with the new revision and `applied_marker`, in one atomic
-    /// RocksDB write, then records the new versions in `latest`. Returns the events to
-    /// publish, one entry per revision.
+    /// RocksDB write, then records the new versions in `latest` and in `live`.
+    /// Returns the events to publish, one entry per revision.
     pub fn write(
         self,
         engine: &Engine,
         applied_marker: &[u8],
         latest: &mut LatestCache,
+        live: &RwLock<LiveIndex>,
     ) -> Result<Vec<RevisionEvents>> {
         let mut batch = WriteBatch::default();
         for op in self.ops {
@@ -99,6 +102,10 @@ impl Pending {
         }
         batch.put_cf(meta, schema::META_APPLIED, applied_marker);
         engine.write(batch)?;
+        let mut changes = live::changes(&self.overlay, self.committed, self.revision).peekable();
+        if changes.peek().is_some() {
+            live.write().absorb(changes);
+        }
         latest.absorb(&self.overlay);
         Ok(self.events)
     }
