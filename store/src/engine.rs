@@ -86,6 +86,8 @@ impl EngineSlot {
 }
 
 const CURRENT_FILE: &str = "current";
+/// Read-ahead of [`Engine::iter_once`].
+const BULK_READAHEAD_BYTES: usize = 2 << 20;
 
 fn generation_dir(root: &Path, n: u64) -> PathBuf {
     root.join(format!("gen-{n}"))
@@ -266,6 +268,16 @@ impl Engine {
         if let Some(upper) = upper_bound {
             opts.set_iterate_upper_bound(upper);
         }
+        self.db().raw_iterator_cf_opt(self.cf(cf), opts)
+    }
+
+    /// A raw iterator for reading a whole column family once (building an index at
+    /// open): its blocks bypass the block cache, which they would only flush, and
+    /// files are read ahead in large pieces.
+    pub fn iter_once(&self, cf: &str) -> DBRawIterator<'_> {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_readahead_size(BULK_READAHEAD_BYTES);
         self.db().raw_iterator_cf_opt(self.cf(cf), opts)
     }
 

@@ -99,7 +99,7 @@ impl LiveIndex {
     /// The index of the store in `engine`, from every key's head. Run while nothing
     /// writes (opening or restoring the store), so no head changes under the scan.
     pub fn build(engine: &Engine) -> Result<LiveIndex> {
-        let mut it = engine.iter(CF_HEAD, None);
+        let mut it = engine.iter_once(CF_HEAD);
         it.seek_to_first();
         let mut entries = Vec::new();
         while it.valid() {
