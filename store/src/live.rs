@@ -83,7 +83,8 @@ pub fn changes<'a>(
     })
 }
 
-/// Keys [`LiveIndex::count`] walks per taking of the read lock (about 50 µs).
+/// Keys [`LiveIndex::count`] walks per taking of the read lock: bounds how long the
+/// apply path can wait for a count.
 pub const KEYS_PER_LOCK: usize = 4096;
 
 /// Every key with a version in the store and its [`Liveness`] (see the module doc).
