@@ -61,7 +61,7 @@ impl EntryApply<'_> {
             self.write_pending()?;
         }
         let engine = self.engine.clone();
-        let mut wtxn = WriteTxn::on(&engine, &self.pending, &self.latest);
+        let mut wtxn = WriteTxn::on(&engine, &self.pending, &self.latest, &self.store.inner.live);
         let (outcome, done) = match self.store.apply_request(req, &mut wtxn) {
             Ok(r) => (r, Some(wtxn.finish())),
             Err(e @ (StoreError::Engine(_) | StoreError::Malformed { .. })) => return Err(e),
@@ -311,7 +311,7 @@ impl Store {
         req: &strake_proto::etcdserverpb::TxnRequest,
     ) -> Result<strake_proto::etcdserverpb::TxnResponse> {
         let engine = self.engine();
-        let mut wtxn = WriteTxn::new(&engine, self.revision());
+        let mut wtxn = WriteTxn::new(&engine, self.revision(), &self.inner.live);
         let resp = txn::execute(req, &mut wtxn, self)?;
         debug_assert!(!wtxn.changed(), "read_txn must only be given read-only txns");
         Ok(resp)

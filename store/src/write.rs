@@ -124,7 +124,9 @@ pub struct Finished {
 ///
 /// Reads see, newest first: this transaction's overlay, the pending batch's overlay,
 /// the apply path's cache of newest versions (when given), then RocksDB at the
-/// batch's committed revision.
+/// batch's committed revision. Ranges are counted with the store's index of live
+/// keys (which holds every change RocksDB holds), corrected for the keys the two
+/// overlays changed.
 pub struct WriteTxn<'a> {
     engine: &'a Engine,
     /// The revision RocksDB holds.
@@ -134,6 +136,8 @@ pub struct WriteTxn<'a> {
     pending: &'a Overlay,
     /// Newest versions at `committed`, when the transaction runs on the apply path.
     latest: Option<&'a LatestCache>,
+    /// The store's index of live keys: counts ranges (see [`WriteTxn::count_changed`]).
+    live: &'a RwLock<LiveIndex>,
     overlay: Overlay,
     ops: Vec<RawOp>,
     events: Vec<Event>,
@@ -143,15 +147,20 @@ pub struct WriteTxn<'a> {
 
 impl<'a> WriteTxn<'a> {
     /// Starts a transaction over a store whose current revision is `base`, with
-    /// nothing pending.
-    pub fn new(engine: &'a Engine, base: i64) -> WriteTxn<'a> {
-        WriteTxn::with_base(engine, base, base, &EMPTY_OVERLAY, None)
+    /// nothing pending; `live` is the store's index of live keys.
+    pub fn new(engine: &'a Engine, base: i64, live: &'a RwLock<LiveIndex>) -> WriteTxn<'a> {
+        WriteTxn::with_base(engine, base, base, &EMPTY_OVERLAY, None, live)
     }
 
     /// Starts a transaction on top of `pending` (not yet in RocksDB); `latest` holds
     /// newest versions as of RocksDB's state below `pending`.
-    pub fn on(engine: &'a Engine, pending: &'a Pending, latest: &'a LatestCache) -> WriteTxn<'a> {
-        WriteTxn::with_base(engine, pending.committed, pending.revision, &pending.overlay, Some(latest))
+    pub fn on(
+        engine: &'a Engine,
+        pending: &'a Pending,
+        latest: &'a LatestCache,
+        live: &'a RwLock<LiveIndex>,
+    ) -> WriteTxn<'a> {
+        WriteTxn::with_base(engine, pending.committed, pending.revision, &pending.overlay, Some(latest), live)
     }
 
     fn with_base(
@@ -160,6 +169,7 @@ impl<'a> WriteTxn<'a> {
         base: i64,
         pending: &'a Overlay,
         latest: Option<&'a LatestCache>,
+        live: &'a RwLock<LiveIndex>,
     ) -> WriteTxn<'a> {
         WriteTxn {
             engine,
@@ -167,6 +177,7 @@ impl<'a> WriteTxn<'a> {
             base,
             pending,
             latest,
+            live,
             overlay: Overlay::new(),
             ops: Vec::new(),
             events: Vec::new(),
@@ -437,19 +448,54 @@ impl VisibleSource for WriteTxn<'_> {
         }
         Ok(())
     }
+
+    /// Counts with the index at the committed revision, then corrects for the keys
+    /// of `range` the pending batch and this transaction changed.
+    fn count(&self, range: &KeyRange) -> Result<Option<i64>> {
+        if let KeyRange::Single(_) = range {
+            return Ok(None);
+        }
+        let base = View::new(self.engine, self.committed).with_live(self.live);
+        let Some(stored) = base.count(range)? else { return Ok(None) };
+        Ok(Some(stored + self.count_changed(&base, range)?))
+    }
 }
 
-/// Whether `overlay` changed any key in `range`.
-fn touches(overlay: &Overlay, range: &KeyRange) -> bool {
-    use std::ops::Bound;
-    if overlay.is_empty() || range.is_empty() {
-        return false;
+impl WriteTxn<'_> {
+    /// For a count: how many more keys of `range` are live after the pending batch
+    /// and this transaction than at the committed revision (`base`), negative when
+    /// they deleted more than they created.
+    fn count_changed(&self, base: &View<'_>, range: &KeyRange) -> Result<i64> {
+        // The transaction's own changes take precedence over the batch's.
+        let mut live_now: BTreeMap<&Bytes, bool> = BTreeMap::new();
+        for overlay in [self.pending, &self.overlay] {
+            for (key, version) in in_range(overlay, range) {
+                live_now.insert(key, version.is_some());
+            }
+        }
+        let mut delta = 0;
+        for (key, now) in live_now {
+            let before = base.get(key)?.is_some();
+            delta += i64::from(now) - i64::from(before);
+        }
+        Ok(delta)
     }
+}
+
+/// The entries of `overlay` in `range`, in key order.
+fn in_range<'o>(overlay: &'o Overlay, range: &KeyRange) -> impl Iterator<Item = (&'o Bytes, &'o Option<Version>)> {
+    use std::ops::Bound;
     let start = Bound::Included(range.start());
     let end = match range {
         KeyRange::Single(k) => Bound::Included(k.as_slice()),
         KeyRange::Bounded { end, .. } => Bound::Excluded(end.as_slice()),
         KeyRange::From(_) => Bound::Unbounded,
     };
-    overlay.range::<[u8], _>((start, end)).next().is_some()
+    // `BTreeMap::range` panics on a start after the end.
+    (!range.is_empty()).then(|| overlay.range::<[u8], _>((start, end))).into_iter().flatten()
+}
+
+/// Whether `overlay` changed any key in `range`.
+fn touches(overlay: &Overlay, range: &KeyRange) -> bool {
+    in_range(overlay, range).next().is_some()
 }
