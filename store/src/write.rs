@@ -420,30 +420,43 @@ impl VisibleSource for WriteTxn<'_> {
             return Ok(());
         }
         let base = View::new(self.engine, self.committed);
-        if !touches(&self.overlay, range) && !touches(self.pending, range) {
+        let changes = self.changes_in(range);
+        if changes.is_empty() {
             return base.scan(range, detail, visit);
         }
-        // Merge the stored versions with this transaction's overlay, in key order.
-        let mut stored = Vec::new();
-        base.scan(range, Detail::Full, &mut |v| {
-            stored.extend(v);
+        // Merge the stored versions with the changes, in key order, as the caller
+        // consumes them: a range with a limit stops reading at its limit.
+        let mut changes = changes.into_iter().peekable();
+        let mut detail = detail;
+        let mut stopped = false;
+        let mut emit = |v: &Version| {
+            let item = if detail == Detail::Full { Some(v.clone()) } else { None };
+            visit(item).map(|next| detail = next).is_some()
+        };
+        base.scan(range, Detail::Full, |stored: Option<Version>| {
+            // Keys are needed to merge, so stored versions come in full.
+            let Some(stored) = stored else { return Some(Detail::Full) };
+            while let Some((_, changed)) = changes.next_if(|(key, _)| **key < stored.key) {
+                if changed.as_ref().is_some_and(|v| !emit(v)) {
+                    stopped = true;
+                    return None;
+                }
+            }
+            let newest = match changes.next_if(|(key, _)| **key == stored.key) {
+                Some((_, changed)) => changed.as_ref(),
+                None => Some(&stored),
+            };
+            if newest.is_some_and(|v| !emit(v)) {
+                stopped = true;
+                return None;
+            }
             Some(Detail::Full)
         })?;
-        let mut merged: BTreeMap<Bytes, Version> = stored.into_iter().map(|v| (v.key.clone(), v)).collect();
-        for (key, v) in self.pending.iter().chain(&self.overlay) {
-            if range.contains(key) {
-                match v {
-                    Some(v) => merged.insert(key.clone(), v.clone()),
-                    None => merged.remove(key),
-                };
-            }
-        }
-        let mut detail = detail;
-        for (_, v) in merged {
-            let item = if detail == Detail::Full { Some(v) } else { None };
-            match visit(item) {
-                Some(d) => detail = d,
-                None => break,
+        if !stopped {
+            for (_, changed) in changes {
+                if changed.as_ref().is_some_and(|v| !emit(v)) {
+                    break;
+                }
             }
         }
         Ok(())
@@ -466,19 +479,23 @@ impl WriteTxn<'_> {
     /// and this transaction than at the committed revision (`base`), negative when
     /// they deleted more than they created.
     fn count_changed(&self, base: &View<'_>, range: &KeyRange) -> Result<i64> {
-        // The transaction's own changes take precedence over the batch's.
-        let mut live_now: BTreeMap<&Bytes, bool> = BTreeMap::new();
-        for overlay in [self.pending, &self.overlay] {
-            for (key, version) in in_range(overlay, range) {
-                live_now.insert(key, version.is_some());
-            }
-        }
         let mut delta = 0;
-        for (key, now) in live_now {
+        for (key, now) in self.changes_in(range) {
             let before = base.get(key)?.is_some();
-            delta += i64::from(now) - i64::from(before);
+            delta += i64::from(now.is_some()) - i64::from(before);
         }
         Ok(delta)
+    }
+
+    /// The keys of `range` the pending batch and this transaction changed, with
+    /// their newest version (`None`: deleted); the transaction's own changes take
+    /// precedence over the batch's.
+    fn changes_in(&self, range: &KeyRange) -> BTreeMap<&Bytes, &Option<Version>> {
+        let mut changes = BTreeMap::new();
+        for overlay in [self.pending, &self.overlay] {
+            changes.extend(in_range(overlay, range));
+        }
+        changes
     }
 }
 
@@ -493,9 +510,4 @@ fn in_range<'o>(overlay: &'o Overlay, range: &KeyRange) -> impl Iterator<Item = 
     };
     // `BTreeMap::range` panics on a start after the end.
     (!range.is_empty()).then(|| overlay.range::<[u8], _>((start, end))).into_iter().flatten()
-}
-
-/// Whether `overlay` changed any key in `range`.
-fn touches(overlay: &Overlay, range: &KeyRange) -> bool {
-    in_range(overlay, range).next().is_some()
 }
