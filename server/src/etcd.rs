@@ -227,7 +227,7 @@ impl EtcdServer {
             ElectionServer::new(election::ElectionService::new(server.clone())).max_decoding_message_size(grpc_limit),
         )
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(server.metrics.grpc.clone(), crate::grpc_metrics::track))
+        .layer(server.metrics.grpc.layer())
         .merge(http::routes(server.clone()));
 
         let peer_router =
