@@ -14,8 +14,9 @@
 //!
 //! The layer costs every request a map lookup, two body wrappers and a handful of
 //! atomic increments: each request reaches its RPC's series through one shared
-//! `Arc`, not through clones of each counter (an axum `from_fn` middleware with
-//! per-request counter clones cost about 7% of a put's server CPU).
+//! `Arc`, not through clones of each counter. Under callgrind a put costs 2.1k
+//! instructions here, against 6.1k with an axum `from_fn` middleware that cloned each
+//! counter, of about 100k in all (BENCHMARKS.md, session 20).
 
 use std::collections::HashMap;
 use std::future::Future;
